@@ -1,0 +1,241 @@
+// Command splicegen is a traffic generator for the vmsplice → pipe → splice pipeline.
+// This file is flag parsing and wiring only; the work is in gen, pages, proto, sink, report.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/pflag"
+	"github.com/splicegen/splicegen/gen"
+	"github.com/splicegen/splicegen/proto"
+	_ "github.com/splicegen/splicegen/proto/tcp"
+	"github.com/splicegen/splicegen/report"
+	"golang.org/x/term"
+)
+
+// Exit statuses (DESIGN.md).
+const (
+	exitOK        = 0
+	exitFailed    = 1
+	exitUsage     = 2
+	exitIntegrity = 3
+)
+
+const usage = `splicegen: traffic through vmsplice(2) → pipe → splice(2), measured
+
+usage:
+  splicegen send    [flags] HOST[:PORT]   transmit one test (port 5500 by default)
+  splicegen recv    [flags] [HOST]:PORT   receive one test and report
+  splicegen compare [flags]               side-by-side runs on loopback
+  splicegen probe                         what this kernel supports
+
+Run "splicegen COMMAND --help" for a command's flags.
+`
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+type usageErr struct{ msg string }
+
+func (e usageErr) Error() string { return e.msg }
+
+func usagef(f string, a ...any) error { return usageErr{fmt.Sprintf(f, a...)} }
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	var code int
+	var err error
+	switch args[0] {
+	case "send":
+		code, err = cmdSend(args[1:], stdout, stderr)
+	case "recv":
+		code, err = cmdRecv(args[1:], stdout, stderr)
+	case "compare":
+		code, err = cmdCompare(args[1:], stdout, stderr)
+	case "probe":
+		code, err = cmdProbe(args[1:], stdout)
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	case "server", "report":
+		err = usagef("%s is not implemented yet", args[0])
+	default:
+		err = usagef("unknown command %q (want send, recv, compare or probe)", args[0])
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "splicegen %s: %s\n", args[0], oneLine(err))
+		if code == exitOK {
+			code = exitFailed
+			var ue usageErr
+			if errors.As(err, &ue) || errors.Is(err, gen.ErrUsage) || errors.Is(err, proto.ErrUnknown) {
+				code = exitUsage
+			}
+		}
+	}
+	return code
+}
+
+func oneLine(err error) string {
+	s := strings.ReplaceAll(err.Error(), "\n", "; ")
+	return strings.TrimPrefix(s, gen.ErrUsage.Error()+": ")
+}
+
+// common holds the flags send and recv share.
+type common struct {
+	fs       *pflag.FlagSet
+	proto    string
+	size     string
+	streams  int
+	verify   bool
+	format   string
+	sndbuf   string
+	rcvbuf   string
+	cpu      string
+	json     bool
+	interval time.Duration
+	nodelay  bool
+}
+
+func newCommon(name string) *common {
+	c := &common{fs: pflag.NewFlagSet(name, pflag.ContinueOnError)}
+	c.fs.SetOutput(io.Discard)
+	c.fs.SortFlags = false
+	c.fs.StringVarP(&c.proto, "proto", "p", "tcp", "protocol: tcp (udp, sctp: later)")
+	c.fs.IntVarP(&c.streams, "streams", "P", 1, "parallel streams, one OS thread each")
+	c.fs.BoolVar(&c.verify, "verify", false, "every message carries a checkable payload + CRC32-C; the receiver checks all of it")
+	c.fs.StringVar(&c.format, "format", "native", "wire format: native, nettest (the seed's xmit/recv), raw (no header)")
+	c.fs.StringVar(&c.sndbuf, "sndbuf", "", "SO_SNDBUF request (locks autotuning), e.g. 512k")
+	c.fs.StringVar(&c.rcvbuf, "rcvbuf", "", "SO_RCVBUF request (locks autotuning), e.g. 4M")
+	c.fs.StringVar(&c.cpu, "cpu", "", "pin the process to these CPUs, e.g. 0 or 0-1")
+	c.fs.BoolVar(&c.json, "json", false, "print the result as one JSON object")
+	c.fs.DurationVarP(&c.interval, "interval", "i", -1, "interval lines (default 1s on a TTY for runs over 2s; 0 turns them off)")
+	c.fs.BoolVar(&c.nodelay, "nodelay", false, "TCP_NODELAY (Nagle stays on by default, as in the seed)")
+	return c
+}
+
+// parse parses flags; a help request returns done=true after printing usage to stdout.
+func (c *common) parse(args []string, stdout io.Writer, synopsis string) (done bool, err error) {
+	if err := c.fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			fmt.Fprintf(stdout, "usage: %s\n\n%s", synopsis, c.fs.FlagUsages())
+			return true, nil
+		}
+		return false, usageErr{err.Error()}
+	}
+	return false, nil
+}
+
+func (c *common) options() (proto.Options, error) {
+	o := proto.Options{NoDelay: c.nodelay}
+	for _, f := range []struct {
+		name, v string
+		dst     *int
+	}{{"--sndbuf", c.sndbuf, &o.SndBuf}, {"--rcvbuf", c.rcvbuf, &o.RcvBuf}} {
+		if f.v == "" {
+			continue
+		}
+		n, err := parseSize(f.v)
+		if err != nil || n < 1024 || n > 1<<30 {
+			return o, usagef("%s %q: want a size from 1KiB to 1GiB", f.name, f.v)
+		}
+		*f.dst = int(n)
+	}
+	return o, nil
+}
+
+func (c *common) pin() error {
+	if c.cpu == "" {
+		return nil
+	}
+	cpus, err := parseCPUList(c.cpu, runtime.NumCPU())
+	if err != nil {
+		return usageErr{err.Error()}
+	}
+	return pinProcess(cpus)
+}
+
+// hostPort checks HOST[:PORT] and fills in the default port.
+func hostPort(arg string, needHost bool) (string, error) {
+	host, port, err := net.SplitHostPort(arg)
+	if err != nil {
+		if strings.Count(arg, ":") > 1 && !strings.HasPrefix(arg, "[") {
+			host, port = arg, "5500" // a bare IPv6 address
+		} else if !strings.Contains(arg, ":") {
+			host, port = arg, "5500"
+		} else {
+			return "", usagef("address %q: want HOST:PORT", arg)
+		}
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 0 || p > 65535 || (p == 0 && needHost) {
+		return "", usagef("address %q: port %q is not a number in 1..65535", arg, port)
+	}
+	if needHost && host == "" {
+		return "", usagef("address %q: missing host", arg)
+	}
+	if host != "" && net.ParseIP(host) == nil {
+		if _, err := net.LookupHost(host); err != nil {
+			return "", usagef("address %q: cannot resolve host %q", arg, host)
+		}
+	}
+	return net.JoinHostPort(host, strconv.Itoa(p)), nil
+}
+
+// signalContext is cancelled by SIGINT/SIGTERM: the run stops and still reports.
+func signalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
+
+// intervals prints a line per interval until stop is closed.
+func intervals(w io.Writer, every time.Duration, stop <-chan struct{}, progress func() (uint64, uint64)) {
+	if every <= 0 {
+		return
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	start := time.Now()
+	var lb, lm uint64
+	last := start
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-t.C:
+			b, m := progress()
+			sec := now.Sub(last).Seconds()
+			fmt.Fprintf(w, "[%5.1fs] %8.2f Gbit/s %10.0f msg/s  total %s\n", now.Sub(start).Seconds(),
+				float64(b-lb)*8/sec/1e9, float64(m-lm)/sec, report.Human(b))
+			lb, lm, last = b, m, now
+		}
+	}
+}
+
+func defaultInterval(flag time.Duration, run time.Duration, jsonOut bool, stdout io.Writer) time.Duration {
+	if flag >= 0 {
+		return flag
+	}
+	if f, ok := stdout.(*os.File); ok && !jsonOut && term.IsTerminal(int(f.Fd())) && (run == 0 || run > 2*time.Second) {
+		return time.Second
+	}
+	return 0
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

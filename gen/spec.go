@@ -1,0 +1,104 @@
+// Package gen is the generator core: the test spec, message framing, the payload, and
+// the send loops that push messages through vmsplice → pipe → splice (and the other
+// modes) into a proto.Conn.
+package gen
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Send modes.
+const (
+	ModeSplice   = "splice"   // vmsplice(2) ring pages into a pipe, splice(2) the pipe into the socket
+	ModeWrite    = "write"    // write(2): the copy baseline
+	ModeSendfile = "sendfile" // sendfile(2) from the ring's memfd
+)
+
+// Modes lists every mode name the command line accepts (some protocols support fewer).
+var Modes = []string{ModeSplice, ModeWrite, ModeSendfile, "zerocopy", "mmsg", "gso"}
+
+// Spec is one test as the user asked for it.
+type Spec struct {
+	Mode     string
+	Size     int           // message size on the wire, header included
+	Count    int64         // total messages over all streams (0: no limit)
+	Bytes    int64         // total bytes over all streams (0: no limit)
+	Duration time.Duration // wall-clock limit (0: none)
+	Verify   bool          // per-message payload + checksum the receiver can check
+	Format   Format
+	Streams  int
+	Ring     int  // page ring bytes per stream (0: the safe size from the rule)
+	Unsafe   bool // allow Ring below the safe size (to demonstrate the hazard)
+	IO       string
+}
+
+// ErrUsage marks errors that are the user's input (exit status 2).
+var ErrUsage = errors.New("usage")
+
+func usagef(format string, a ...any) error {
+	return fmt.Errorf("%w: %s", ErrUsage, fmt.Sprintf(format, a...))
+}
+
+// Validate checks the spec on its own (not against a protocol).
+func (s *Spec) Validate() error {
+	known := false
+	for _, m := range Modes {
+		known = known || m == s.Mode
+	}
+	if !known {
+		return usagef("unknown mode %q (want one of splice, write, sendfile, zerocopy, mmsg, gso)", s.Mode)
+	}
+	if min := max(1, s.Format.HeaderSize()); s.Size < min {
+		return usagef("--size %d is below the %s format's minimum of %d bytes", s.Size, s.Format, min)
+	}
+	if s.Size > MaxMessage {
+		return usagef("--size %d exceeds the maximum message of %d bytes (64 MiB)", s.Size, MaxMessage)
+	}
+	if s.Streams < 1 || s.Streams > 1024 {
+		return usagef("--streams %d out of range 1..1024", s.Streams)
+	}
+	if s.Format == FormatNative && s.Streams > 65535 {
+		return usagef("native format carries at most 65535 streams")
+	}
+	if s.Count < 0 || s.Bytes < 0 || s.Duration < 0 {
+		return usagef("negative --count, --bytes or --time")
+	}
+	limits := 0
+	for _, set := range []bool{s.Count > 0, s.Bytes > 0, s.Duration > 0} {
+		if set {
+			limits++
+		}
+	}
+	if limits != 1 {
+		return usagef("give exactly one of --count, --bytes, --time")
+	}
+	if s.Verify && s.Format == FormatRaw {
+		return usagef("--verify needs a framed format (native or nettest), not raw")
+	}
+	if s.Ring < 0 {
+		return usagef("negative --ring")
+	}
+	if s.IO != "" && s.IO != "poll" && s.IO != "block" {
+		return usagef("--io %q: want poll or block", s.IO)
+	}
+	return nil
+}
+
+// messages is the message limit of stream i (-1: none). --bytes counts whole messages,
+// rounded up; totals are split evenly, the remainder to the first streams.
+func (s *Spec) messages(i int) int64 {
+	total := s.Count
+	if s.Bytes > 0 {
+		total = (s.Bytes + int64(s.Size) - 1) / int64(s.Size)
+	}
+	if total == 0 {
+		return -1
+	}
+	n := total / int64(s.Streams)
+	if int64(i) < total%int64(s.Streams) {
+		n++
+	}
+	return n
+}

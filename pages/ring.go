@@ -1,0 +1,105 @@
+// Package pages allocates the memory that splicegen hands to the kernel by reference
+// (vmsplice, sendfile) and decides when a buffer may be written again.
+//
+// vmsplice(2) and sendfile(2) do not copy: the pipe, the socket's skbs and, on loopback,
+// the receiver's queue point at these pages until the receiver has read them, and
+// splice() returning says nothing about that. A buffer is therefore rewritten only after
+// the whole ring has gone round once, and the ring is sized (Rule) so that one lap is
+// more data than the kernel can hold in flight.
+package pages
+
+import (
+	"fmt"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// Ring is a set of page-aligned buffers in one memfd, mapped MAP_SHARED: the same bytes
+// are user memory for vmsplice and file pages for sendfile. Not for concurrent use: one
+// ring per stream.
+type Ring struct {
+	fd      int
+	mem     []byte
+	bufSize int // one message rounded up to whole pages
+	n       int
+	next    int
+}
+
+// PageSize is the system page size.
+var PageSize = os.Getpagesize()
+
+// RoundUp rounds n up to a whole number of pages.
+func RoundUp(n int) int { return (n + PageSize - 1) &^ (PageSize - 1) }
+
+// MaxRingBytes caps one ring: bigger is an error naming both sizes, never a silent clamp.
+const MaxRingBytes = 2 << 30
+
+// New maps a ring of at least ringBytes holding buffers of msgSize bytes each (at least
+// one buffer). The memory is populated at once so the data path never faults it in.
+func New(msgSize, ringBytes int) (*Ring, error) {
+	if msgSize <= 0 {
+		return nil, fmt.Errorf("pages: message size %d", msgSize)
+	}
+	bufSize := RoundUp(msgSize)
+	n := max(1, (ringBytes+bufSize-1)/bufSize)
+	total := n * bufSize
+	if total > MaxRingBytes {
+		return nil, fmt.Errorf("page ring of %d MiB (%d buffers of %d KiB) exceeds the cap of %d MiB per stream; use smaller --sndbuf/--rcvbuf or --size",
+			total>>20, n, bufSize>>10, MaxRingBytes>>20)
+	}
+	// memfd_create(2): an anonymous shmem file; MFD_CLOEXEC so children don't inherit it.
+	fd, err := unix.MemfdCreate("splicegen-ring", unix.MFD_CLOEXEC)
+	if err != nil {
+		return nil, os.NewSyscallError("memfd_create", err)
+	}
+	if err := unix.Ftruncate(fd, int64(total)); err != nil {
+		unix.Close(fd)
+		return nil, os.NewSyscallError("ftruncate", err)
+	}
+	// MAP_POPULATE faults every page in now ("touched once").
+	mem, err := unix.Mmap(fd, 0, total, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
+	if err != nil {
+		unix.Close(fd)
+		return nil, os.NewSyscallError("mmap", err)
+	}
+	return &Ring{fd: fd, mem: mem, bufSize: bufSize, n: n}, nil
+}
+
+// Next returns the next buffer in round-robin order (msgSize bytes of it are used by the
+// caller) and its offset in the memfd. It is the buffer used Len() messages ago.
+func (r *Ring) Next() (buf []byte, off int64) {
+	i := r.next
+	r.next++
+	if r.next == r.n {
+		r.next = 0
+	}
+	o := i * r.bufSize
+	return r.mem[o : o+r.bufSize : o+r.bufSize], int64(o)
+}
+
+// Buf returns buffer i without advancing the ring (for filling it at setup).
+func (r *Ring) Buf(i int) []byte {
+	o := i * r.bufSize
+	return r.mem[o : o+r.bufSize : o+r.bufSize]
+}
+
+// Len is the number of buffers; Bytes the mapped size; Fd the memfd (for sendfile).
+func (r *Ring) Len() int   { return r.n }
+func (r *Ring) Bytes() int { return r.n * r.bufSize }
+func (r *Ring) Fd() int    { return r.fd }
+
+// Close unmaps the ring and closes the memfd. Pages still referenced by the kernel stay
+// alive until it drops them (they are refcounted), so this is safe after the last send.
+func (r *Ring) Close() error {
+	var err error
+	if r.mem != nil {
+		err = unix.Munmap(r.mem)
+		r.mem = nil
+	}
+	if r.fd >= 0 {
+		unix.Close(r.fd)
+		r.fd = -1
+	}
+	return err
+}

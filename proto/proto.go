@@ -1,0 +1,86 @@
+// Package proto is the plugin contract: a protocol only chooses and configures the
+// socket; the generator (gen) and the receiver (sink) drive every protocol the same way.
+package proto
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sort"
+	"syscall"
+)
+
+// Options are the socket settings a user can ask for.
+type Options struct {
+	SndBuf  int  // SO_SNDBUF request in bytes; 0 keeps the kernel's autotuning
+	RcvBuf  int  // SO_RCVBUF request in bytes; 0 keeps the kernel's autotuning
+	NoDelay bool // TCP_NODELAY (Go turns it on by default; splicegen leaves Nagle on unless asked)
+}
+
+// Buffers are a socket's effective buffer sizes and how far the kernel may grow them.
+type Buffers struct {
+	SndBuf        int    `json:"sndbuf"`          // getsockopt(SO_SNDBUF) now
+	RcvBuf        int    `json:"rcvbuf"`          // getsockopt(SO_RCVBUF) now
+	SndBufMax     int    `json:"sndbuf_max"`      // SndBuf if locked by --sndbuf, else the autotune limit
+	PeerRcvBufMax int    `json:"peer_rcvbuf_max"` // the most a receiver on this host may queue
+	Why           string `json:"why"`
+}
+
+// Conn is a connected socket. Data-path I/O goes through SyscallConn (the netpoller).
+type Conn interface {
+	net.Conn
+	syscall.Conn
+	CloseWrite() error
+	Buffers() (Buffers, error)
+}
+
+// Listener accepts Conns.
+type Listener interface {
+	Accept() (Conn, error)
+	Close() error
+	Addr() net.Addr
+}
+
+// Plugin is one protocol.
+type Plugin interface {
+	Name() string
+	Dial(ctx context.Context, addr string, o Options) (Conn, error)
+	Listen(addr string, o Options) (Listener, error)
+	// FileListener adopts a listening socket inherited from a parent (compare's children).
+	FileListener(f *os.File, o Options) (Listener, error)
+	// Supports returns nil if the send mode works on this protocol, else the reason.
+	Supports(mode string) error
+}
+
+var plugins = map[string]Plugin{}
+
+// Register adds a plugin; called from the plugins' init functions.
+func Register(p Plugin) { plugins[p.Name()] = p }
+
+// ErrUnknown is returned for a protocol name with no plugin.
+var ErrUnknown = errors.New("unknown protocol")
+
+// Lookup returns the plugin for name.
+func Lookup(name string) (Plugin, error) {
+	if p, ok := plugins[name]; ok {
+		return p, nil
+	}
+	names := make([]string, 0, len(plugins))
+	for n := range plugins {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return nil, fmt.Errorf("%w %q (have %v)", ErrUnknown, name, names)
+}
+
+// SockoptInt reads an int socket option through a RawConn's Control.
+func SockoptInt(rc syscall.RawConn, level, opt int) (int, error) {
+	var v int
+	var serr error
+	if err := rc.Control(func(fd uintptr) { v, serr = getsockoptInt(int(fd), level, opt) }); err != nil {
+		return 0, err
+	}
+	return v, serr
+}

@@ -1,0 +1,134 @@
+// Package tcp is the TCP plugin: stream sockets on Go's netpoller.
+package tcp
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"syscall"
+
+	"github.com/splicegen/splicegen/pages"
+	"github.com/splicegen/splicegen/proto"
+	"golang.org/x/sys/unix"
+)
+
+func init() { proto.Register(Plugin{}) }
+
+// Plugin implements proto.Plugin for TCP.
+type Plugin struct{}
+
+func (Plugin) Name() string { return "tcp" }
+
+// Supports: every send mode of issue 2 runs on TCP.
+func (Plugin) Supports(mode string) error {
+	switch mode {
+	case "splice", "write", "sendfile":
+		return nil
+	}
+	return fmt.Errorf("mode %q is not implemented for tcp (have splice, write, sendfile)", mode)
+}
+
+func control(o proto.Options) func(string, string, syscall.RawConn) error {
+	return func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		if err := rc.Control(func(fd uintptr) { serr = proto.SetBuffers(int(fd), o) }); err != nil {
+			return err
+		}
+		return serr
+	}
+}
+
+func (Plugin) Dial(ctx context.Context, addr string, o proto.Options) (proto.Conn, error) {
+	d := net.Dialer{Control: control(o)}
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return wrap(c.(*net.TCPConn), o)
+}
+
+func (Plugin) Listen(addr string, o proto.Options) (proto.Listener, error) {
+	// SO_RCVBUF must be set on the listener, before listen(2): the window scale is fixed
+	// in the SYN (tcp(7)); accepted sockets inherit it.
+	lc := net.ListenConfig{Control: control(o)}
+	l, err := lc.Listen(context.Background(), "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return &listener{l.(*net.TCPListener), o}, nil
+}
+
+func (Plugin) FileListener(f *os.File, o proto.Options) (proto.Listener, error) {
+	l, err := net.FileListener(f)
+	if err != nil {
+		return nil, err
+	}
+	tl, ok := l.(*net.TCPListener)
+	if !ok {
+		l.Close()
+		return nil, fmt.Errorf("inherited fd is not a TCP listener")
+	}
+	return &listener{tl, o}, nil
+}
+
+type listener struct {
+	*net.TCPListener
+	o proto.Options
+}
+
+func (l *listener) Accept() (proto.Conn, error) {
+	c, err := l.AcceptTCP()
+	if err != nil {
+		return nil, err
+	}
+	return wrap(c, l.o)
+}
+
+// Conn is a TCP connection with the options applied.
+type Conn struct {
+	*net.TCPConn
+	o proto.Options
+}
+
+func wrap(c *net.TCPConn, o proto.Options) (*Conn, error) {
+	if err := c.SetNoDelay(o.NoDelay); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return &Conn{c, o}, nil
+}
+
+// Buffers reads the effective sizes. Without --sndbuf the kernel autotunes the send
+// buffer up to tcp_wmem[2] (tcp(7)), so that is the bound the page ring must cover. A
+// receiver on this host may queue up to max(tcp_rmem[2], 2*rmem_max) of our pages: its
+// autotune limit, or the most an explicit SO_RCVBUF can get (the kernel doubles it).
+func (c *Conn) Buffers() (proto.Buffers, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return proto.Buffers{}, err
+	}
+	var b proto.Buffers
+	if b.SndBuf, err = proto.SockoptInt(rc, unix.SOL_SOCKET, unix.SO_SNDBUF); err != nil {
+		return b, err
+	}
+	if b.RcvBuf, err = proto.SockoptInt(rc, unix.SOL_SOCKET, unix.SO_RCVBUF); err != nil {
+		return b, err
+	}
+	wmem, err1 := pages.Sysctl3("net/ipv4/tcp_wmem")
+	rmem, err2 := pages.Sysctl3("net/ipv4/tcp_rmem")
+	rmemMax, err3 := pages.Sysctl("net/core/rmem_max")
+	if err1 != nil || err2 != nil || err3 != nil {
+		// Without the sysctls assume this machine's defaults (KERNEL-FACTS.md).
+		wmem, rmem, rmemMax = [3]int{4096, 16384, 4 << 20}, [3]int{4096, 131072, 32 << 20}, 4<<20
+	}
+	b.SndBufMax = b.SndBuf
+	sndWhy := "sndbuf locked by --sndbuf"
+	if c.o.SndBuf == 0 {
+		b.SndBufMax = max(b.SndBuf, wmem[2])
+		sndWhy = "sndbuf autotuned up to tcp_wmem[2]"
+	}
+	b.PeerRcvBufMax = max(rmem[2], 2*rmemMax)
+	b.Why = sndWhy + "; local peer may queue max(tcp_rmem[2], 2*rmem_max)"
+	return b, nil
+}

@@ -1,0 +1,188 @@
+// Package report measures CPU (getrusage) and renders results: text, JSON.
+package report
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Usage is a point-in-time CPU reading of this process.
+type Usage struct {
+	Usr, Sys time.Duration
+	At       time.Time
+}
+
+// Now reads getrusage(RUSAGE_SELF): every thread of the process, which is why compare
+// runs each side in its own process.
+func Now() Usage {
+	var ru unix.Rusage
+	unix.Getrusage(unix.RUSAGE_SELF, &ru)
+	return Usage{Usr: time.Duration(ru.Utime.Nano()), Sys: time.Duration(ru.Stime.Nano()), At: time.Now()}
+}
+
+// Side is one end's figures (DESIGN.md §Results).
+type Side struct {
+	Bytes       uint64  `json:"bytes"`
+	Messages    uint64  `json:"messages"`
+	UsrMs       float64 `json:"usr_ms"`
+	SysMs       float64 `json:"sys_ms"`
+	RealMs      float64 `json:"real_ms"`
+	CPUMsPerGiB float64 `json:"cpu_ms_per_gib"`
+	GbitS       float64 `json:"gbit_s"`
+	PPS         float64 `json:"pps"`
+}
+
+// Fill sets the CPU and rate fields from a usage window [from, to] and the counts.
+// real is the data-moving time if the caller measured it more tightly, else 0.
+func (s *Side) Fill(from, to Usage, bytes, messages uint64) {
+	s.Bytes, s.Messages = bytes, messages
+	s.UsrMs = ms(to.Usr - from.Usr)
+	s.SysMs = ms(to.Sys - from.Sys)
+	s.RealMs = ms(to.At.Sub(from.At))
+	if bytes > 0 {
+		s.CPUMsPerGiB = (s.UsrMs + s.SysMs) / (float64(bytes) / (1 << 30))
+	}
+	if s.RealMs > 0 {
+		sec := s.RealMs / 1000
+		s.GbitS = float64(bytes) * 8 / sec / 1e9
+		s.PPS = float64(messages) / sec
+	}
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// SeedLine is the seed's "usr=…, sys=…, real=…" line.
+func (s *Side) SeedLine() string {
+	return fmt.Sprintf("usr=%.3fs, sys=%.3fs, real=%.3fs", s.UsrMs/1000, s.SysMs/1000, s.RealMs/1000)
+}
+
+// Sender is the sending side of a run.
+type Sender struct {
+	Side
+	RingBytes int `json:"ring_bytes"`
+	Sndbuf    int `json:"sndbuf"`
+	Fallbacks int `json:"fallbacks"`
+	Detail    any `json:"detail,omitempty"`
+}
+
+// Receiver is the receiving side of a run.
+type Receiver struct {
+	Side
+	Lost       uint64 `json:"lost"`
+	Reordered  uint64 `json:"reordered"`
+	Duplicate  uint64 `json:"duplicate"`
+	Corrupt    uint64 `json:"corrupt"`
+	Unverified uint64 `json:"unverified"`
+	Truncated  uint64 `json:"truncated"`
+	Sink       string `json:"sink"`
+	Detail     any    `json:"detail,omitempty"`
+}
+
+// Run is one test: both sides when both were measured (compare), one otherwise.
+type Run struct {
+	Proto       string    `json:"proto"`
+	Mode        string    `json:"mode"`
+	Size        int       `json:"size"`
+	Streams     int       `json:"streams"`
+	Format      string    `json:"format"`
+	Verify      bool      `json:"verify"`
+	Repeat      int       `json:"repeat,omitempty"`
+	Sender      *Sender   `json:"sender,omitempty"`
+	Receiver    *Receiver `json:"receiver,omitempty"`
+	Interrupted bool      `json:"interrupted,omitempty"`
+	Error       string    `json:"error,omitempty"`
+}
+
+// Env describes the machine a result came from.
+type Env struct {
+	Kernel   string            `json:"kernel"`
+	CPU      string            `json:"cpu"`
+	CPUs     int               `json:"cpus"`
+	Go       string            `json:"go"`
+	Host     string            `json:"host"`
+	Sysctls  map[string]string `json:"sysctls"`
+	Time     string            `json:"time"`
+	Splicegen string           `json:"splicegen"`
+}
+
+// Version is splicegen's version string.
+var Version = "0.1.0"
+
+// ReadEnv collects Env.
+func ReadEnv() Env {
+	var u unix.Utsname
+	unix.Uname(&u)
+	e := Env{
+		Kernel:    unix.ByteSliceToString(u.Release[:]) + " " + unix.ByteSliceToString(u.Machine[:]),
+		CPUs:      runtime.NumCPU(),
+		Go:        runtime.Version(),
+		Sysctls:   map[string]string{},
+		Time:      time.Now().UTC().Format(time.RFC3339),
+		Splicegen: Version,
+	}
+	e.Host, _ = os.Hostname()
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
+				e.CPU = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	for _, k := range []string{"net/ipv4/tcp_wmem", "net/ipv4/tcp_rmem", "net/core/wmem_max",
+		"net/core/rmem_max", "net/core/wmem_default", "net/core/rmem_default", "fs/pipe-max-size",
+		"net/ipv4/tcp_autocorking", "net/core/optmem_max"} {
+		if b, err := os.ReadFile("/proc/sys/" + k); err == nil {
+			e.Sysctls[strings.ReplaceAll(k, "/", ".")] = strings.Join(strings.Fields(string(b)), " ")
+		}
+	}
+	return e
+}
+
+// Human prints bytes in binary units.
+func Human(n uint64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.2f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.2f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+// Text writes a run for people.
+func Text(w io.Writer, r *Run) {
+	fmt.Fprintf(w, "%s %s, %d-byte messages, %d stream(s), format %s%s\n", r.Proto, r.Mode, r.Size, r.Streams, r.Format,
+		map[bool]string{true: ", verify", false: ""}[r.Verify])
+	if s := r.Sender; s != nil {
+		fmt.Fprintf(w, "sender:   %s  %s in %d messages, %.2f Gbit/s, %.0f msg/s, %.0f ms CPU/GiB\n",
+			s.SeedLine(), Human(s.Bytes), s.Messages, s.GbitS, s.PPS, s.CPUMsPerGiB)
+		fmt.Fprintf(w, "          page ring %s per stream, sndbuf %s, fallbacks %d\n", Human(uint64(s.RingBytes)), Human(uint64(s.Sndbuf)), s.Fallbacks)
+	}
+	if v := r.Receiver; v != nil {
+		fmt.Fprintf(w, "receiver: %s  %s in %d messages, %.2f Gbit/s, %.0f msg/s, %.0f ms CPU/GiB (sink %s)\n",
+			v.SeedLine(), Human(v.Bytes), v.Messages, v.GbitS, v.PPS, v.CPUMsPerGiB, v.Sink)
+		fmt.Fprintf(w, "          lost %d, reordered %d, duplicate %d, corrupt %d", v.Lost, v.Reordered, v.Duplicate, v.Corrupt)
+		if v.Unverified > 0 {
+			fmt.Fprintf(w, ", unverified %d (sender ran without --verify)", v.Unverified)
+		}
+		if v.Truncated > 0 {
+			fmt.Fprintf(w, ", last message truncated (%d bytes)", v.Truncated)
+		}
+		fmt.Fprintln(w)
+	}
+	if r.Interrupted {
+		fmt.Fprintln(w, "interrupted: figures cover the run up to the interruption")
+	}
+	if r.Error != "" {
+		fmt.Fprintf(w, "error: %s\n", r.Error)
+	}
+}

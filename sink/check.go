@@ -1,0 +1,188 @@
+// Package sink is the receiver: it accepts a test's connections, drains them through a
+// read or splice sink, and checks what arrived (sequence, framing, and with --verify
+// every payload byte).
+package sink
+
+import (
+	"fmt"
+
+	"github.com/splicegen/splicegen/gen"
+)
+
+// StreamStats are what one connection delivered.
+type StreamStats struct {
+	Stream     uint32 `json:"stream"`
+	Bytes      uint64 `json:"bytes"`
+	Messages   uint64 `json:"messages"`
+	Lost       uint64 `json:"lost"`       // sequence numbers skipped
+	Reordered  uint64 `json:"reordered"`  // arrived below the highest seen, not seen before
+	Duplicate  uint64 `json:"duplicate"`  // seen twice
+	Corrupt    uint64 `json:"corrupt"`    // bad header, checksum or payload
+	Unverified uint64 `json:"unverified"` // --verify, but the sender sent no checkable payload
+	Truncated  uint64 `json:"truncated"`  // bytes of an unfinished last message (sender stopped mid-message)
+	MsgSize    int    `json:"msg_size"`   // message size seen (header + payload)
+	Error      string `json:"error,omitempty"`
+}
+
+// checker parses one connection's byte stream incrementally: a header may straddle
+// reads, a payload is checked piece by piece, nothing is stored or allocated.
+type checker struct {
+	format gen.Format
+	verify bool
+	size   int // message size when known in advance (nettest, raw)
+
+	st          StreamStats
+	hdr         [gen.HeaderLen]byte
+	have        int // header bytes collected
+	hlen        int // header length of the format
+	h           gen.Header
+	left        int // payload bytes still to come in this message
+	pos         int // payload bytes seen of this message
+	off         int // pattern rotation of this message
+	crc         uint32
+	ncrc        uint64
+	match       bool // payload matched the pattern so far
+	check       bool // this message's payload is being verified
+	next        uint64
+	first       bool // a header has been seen
+	lost        bool // framing lost: count bytes only
+	nettestWant uint64
+}
+
+func newChecker(format gen.Format, verify bool, size int) *checker {
+	return &checker{format: format, verify: verify, size: size, hlen: format.HeaderSize(), st: StreamStats{MsgSize: size}}
+}
+
+// feed consumes the next bytes of the stream.
+func (c *checker) feed(p []byte) {
+	c.st.Bytes += uint64(len(p))
+	if c.format == gen.FormatRaw || c.lost {
+		return
+	}
+	for len(p) > 0 {
+		if c.left == 0 && c.have < c.hlen {
+			n := copy(c.hdr[c.have:c.hlen], p)
+			c.have += n
+			p = p[n:]
+			if c.have < c.hlen {
+				return
+			}
+			if !c.header() {
+				return
+			}
+			if c.left == 0 {
+				c.finish()
+			}
+			continue
+		}
+		n := min(len(p), c.left)
+		if c.check {
+			q := p[:n]
+			if c.format == gen.FormatNative {
+				c.crc = gen.UpdateCRC32C(c.crc, q)
+				c.match = c.match && gen.CheckAt(q, c.off, c.pos)
+			} else {
+				c.ncrc = gen.NettestCRC(c.ncrc, q)
+			}
+		}
+		c.pos += n
+		c.left -= n
+		p = p[n:]
+		if c.left == 0 {
+			c.finish()
+		}
+	}
+}
+
+// header decodes a complete header; false means framing is lost.
+func (c *checker) header() bool {
+	c.have = 0
+	c.pos, c.crc, c.ncrc, c.match = 0, 0, 0, true
+	switch c.format {
+	case gen.FormatNative:
+		if err := gen.ParseHeader(c.hdr[:], &c.h); err != nil {
+			return c.breakFraming(err)
+		}
+		if !c.first {
+			c.first, c.st.Stream, c.st.MsgSize = true, c.h.Stream, int(c.h.Length)+gen.HeaderLen
+		} else if c.h.Stream != c.st.Stream {
+			return c.breakFraming(fmt.Errorf("stream id changed from %d to %d", c.st.Stream, c.h.Stream))
+		}
+		c.sequence(c.h.Seq)
+		c.left = int(c.h.Length)
+		c.check = c.verify && c.h.Flags&gen.FlagVerify != 0
+		if c.verify && !c.check {
+			c.st.Unverified++
+		}
+		c.off = gen.Offset(c.h.Stream, c.h.Seq)
+	case gen.FormatNettest:
+		size, crc, err := gen.ParseNettest(c.hdr[:gen.NettestHeaderLen])
+		if err == nil && c.size > 0 && int(size) != c.size {
+			err = fmt.Errorf("message size %d, expected --size %d", size, c.size)
+		}
+		if err != nil {
+			return c.breakFraming(err)
+		}
+		c.first, c.st.MsgSize = true, int(size)
+		c.h.CRC = 0
+		c.left = int(size) - gen.NettestHeaderLen
+		c.check = c.verify
+		c.ncrc = 0
+		c.nettestWant = crc
+	}
+	return true
+}
+
+// sequence accounts one sequence number (TCP/SCTP: every gap or repeat is an error).
+func (c *checker) sequence(seq uint64) {
+	switch {
+	case seq == c.next:
+		c.next++
+	case seq > c.next:
+		c.st.Lost += seq - c.next
+		c.next = seq + 1
+	default:
+		c.st.Duplicate++
+	}
+}
+
+func (c *checker) breakFraming(err error) bool {
+	c.lost = true
+	c.st.Corrupt++
+	c.st.Error = fmt.Sprintf("framing lost after %d messages: %v", c.st.Messages, err)
+	return false
+}
+
+// finish ends the current message.
+func (c *checker) finish() {
+	c.st.Messages++
+	if !c.check {
+		return
+	}
+	switch c.format {
+	case gen.FormatNative:
+		if c.crc != c.h.CRC || !c.match {
+			c.st.Corrupt++
+		}
+	case gen.FormatNettest:
+		if c.ncrc != c.nettestWant {
+			c.st.Corrupt++
+		}
+	}
+}
+
+// end is called at EOF: an unfinished message is reported as truncated, not corrupt
+// (a sender stopped mid-message by a deadline); raw streams count whole messages.
+func (c *checker) end() StreamStats {
+	if c.format == gen.FormatRaw {
+		if c.size > 0 {
+			c.st.Messages = c.st.Bytes / uint64(c.size)
+			c.st.Truncated = c.st.Bytes % uint64(c.size)
+		}
+		return c.st
+	}
+	if !c.lost && (c.left > 0 || c.have > 0) {
+		c.st.Truncated = uint64(c.have + c.pos)
+	}
+	return c.st
+}
