@@ -101,14 +101,14 @@ type Run struct {
 
 // Env describes the machine a result came from.
 type Env struct {
-	Kernel   string            `json:"kernel"`
-	CPU      string            `json:"cpu"`
-	CPUs     int               `json:"cpus"`
-	Go       string            `json:"go"`
-	Host     string            `json:"host"`
-	Sysctls  map[string]string `json:"sysctls"`
-	Time     string            `json:"time"`
-	Splicegen string           `json:"splicegen"`
+	Kernel    string            `json:"kernel"`
+	CPU       string            `json:"cpu"`
+	CPUs      int               `json:"cpus"`
+	Go        string            `json:"go"`
+	Host      string            `json:"host"`
+	Sysctls   map[string]string `json:"sysctls"`
+	Time      string            `json:"time"`
+	Splicegen string            `json:"splicegen"`
 }
 
 // Version is splicegen's version string.
