@@ -160,7 +160,11 @@ func Human(n uint64) string {
 
 // Text writes a run for people.
 func Text(w io.Writer, r *Run) {
-	fmt.Fprintf(w, "%s %s, %d-byte messages, %d stream(s), format %s%s\n", r.Proto, r.Mode, r.Size, r.Streams, r.Format,
+	mode := r.Mode
+	if mode == "" {
+		mode = "receive"
+	}
+	fmt.Fprintf(w, "%s %s, %d-byte messages, %d stream(s), format %s%s\n", r.Proto, mode, r.Size, r.Streams, r.Format,
 		map[bool]string{true: ", verify", false: ""}[r.Verify])
 	if s := r.Sender; s != nil {
 		fmt.Fprintf(w, "sender:   %s  %s in %d messages, %.2f Gbit/s, %.0f msg/s, %.0f ms CPU/GiB\n",

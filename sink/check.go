@@ -181,8 +181,12 @@ func (c *checker) end() StreamStats {
 		}
 		return c.st
 	}
-	if !c.lost && (c.left > 0 || c.have > 0) {
-		c.st.Truncated = uint64(c.have + c.pos)
+	switch {
+	case c.lost:
+	case c.left > 0:
+		c.st.Truncated = uint64(c.hlen + c.pos)
+	case c.have > 0:
+		c.st.Truncated = uint64(c.have)
 	}
 	return c.st
 }

@@ -110,6 +110,11 @@ type common struct {
 	nodelay  bool
 }
 
+// addOutput adds the flags of a command that prints one result (send, recv).
+func (c *common) addOutput() {
+	c.fs.BoolVar(&c.json, "json", false, "print the result as one JSON object")
+}
+
 func newCommon(name string) *common {
 	c := &common{fs: pflag.NewFlagSet(name, pflag.ContinueOnError)}
 	c.fs.SetOutput(io.Discard)
@@ -121,7 +126,6 @@ func newCommon(name string) *common {
 	c.fs.StringVar(&c.sndbuf, "sndbuf", "", "SO_SNDBUF request (locks autotuning), e.g. 512k")
 	c.fs.StringVar(&c.rcvbuf, "rcvbuf", "", "SO_RCVBUF request (locks autotuning), e.g. 4M")
 	c.fs.StringVar(&c.cpu, "cpu", "", "pin the process to these CPUs, e.g. 0 or 0-1")
-	c.fs.BoolVar(&c.json, "json", false, "print the result as one JSON object")
 	c.fs.DurationVarP(&c.interval, "interval", "i", -1, "interval lines (default 1s on a TTY for runs over 2s; 0 turns them off)")
 	c.fs.BoolVar(&c.nodelay, "nodelay", false, "TCP_NODELAY (Nagle stays on by default, as in the seed)")
 	return c

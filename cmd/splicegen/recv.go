@@ -13,6 +13,7 @@ import (
 
 func cmdRecv(args []string, stdout, stderr io.Writer) (int, error) {
 	c := newCommon("recv")
+	c.addOutput()
 	var sinkName string
 	var listenFD int
 	var idle time.Duration

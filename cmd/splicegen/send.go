@@ -13,6 +13,7 @@ import (
 
 func cmdSend(args []string, stdout, stderr io.Writer) (int, error) {
 	c := newCommon("send")
+	c.addOutput()
 	var mode, bytesS, ringS, io_ string
 	var count int64
 	var dur time.Duration
@@ -35,6 +36,10 @@ func cmdSend(args []string, stdout, stderr io.Writer) (int, error) {
 	spec, err := sendSpec(c, mode, count, bytesS, dur, ringS, unsafeRing, io_)
 	if err != nil {
 		return 0, err
+	}
+	if spec.Unsafe {
+		// On stderr, so --json output stays one object.
+		fmt.Fprintln(stderr, "splicegen send: warning: --unsafe-ring: pages may be rewritten while the kernel still references them; expect corrupt messages")
 	}
 	plugin, err := proto.Lookup(c.proto)
 	if err != nil {

@@ -1,0 +1,316 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// listenFD makes a loopback listener and returns its address and a dup'd fd for
+// recv --listen-fd (recv owns and closes the fd).
+func listenFD(t *testing.T) (string, int) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := ln.(*net.TCPListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A raw dup: an *os.File's finalizer would close the fd under recv's feet.
+	fd, err := unix.Dup(int(f.Fd()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	ln.Close()
+	return ln.Addr().String(), fd
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+func runArgs(args ...string) result {
+	var o, e bytes.Buffer
+	code := run(args, &o, &e)
+	return result{code, o.String(), e.String()}
+}
+
+// pair runs recv and send in this process and returns both results.
+func pair(t *testing.T, recvArgs, sendArgs []string) (snd, rcv result) {
+	t.Helper()
+	addr, fd := listenFD(t)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		rcv = runArgs(append([]string{"recv", "--listen-fd", fmt.Sprint(fd), "-i", "0", "--idle", "10s"}, recvArgs...)...)
+	}()
+	snd = runArgs(append(append([]string{"send", "-i", "0"}, sendArgs...), addr)...)
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("receiver did not finish")
+	}
+	return snd, rcv
+}
+
+type side struct {
+	Bytes, Messages, Lost, Duplicate, Corrupt, Truncated uint64
+	RingBytes                                            int `json:"ring_bytes"`
+	Detail                                               struct {
+		Streams []struct {
+			Bytes         uint64
+			VmsplicedB    uint64 `json:"vmspliced_bytes"`
+			SpliceCalls   uint64 `json:"splice_calls"`
+			WriteCalls    uint64 `json:"write_calls"`
+			SendfileCalls uint64 `json:"sendfile_calls"`
+		}
+	}
+}
+
+type runJSON struct {
+	Sender, Receiver *side
+}
+
+func decode(t *testing.T, r result) runJSON {
+	t.Helper()
+	var v runJSON
+	if err := json.Unmarshal([]byte(r.stdout), &v); err != nil {
+		t.Fatalf("bad JSON (exit %d, stderr %q): %v\n%s", r.code, r.stderr, err, r.stdout)
+	}
+	return v
+}
+
+// Every mode x every sink, with --verify: every byte arrives, nothing corrupt, and the
+// mode's own syscall really moved the data (no silent fallback to copying).
+func TestEndToEndModesSinks(t *testing.T) {
+	const total = 64 << 20
+	for _, mode := range []string{"splice", "write", "sendfile"} {
+		for _, sk := range []string{"read", "splice"} {
+			for _, size := range []string{"64KiB", "1000", "300KiB"} {
+				t.Run(mode+"/"+sk+"/"+size, func(t *testing.T) {
+					snd, rcv := pair(t, []string{"--json", "--verify", "--sink", sk},
+						[]string{"--json", "--verify", "-m", mode, "-s", size, "--bytes", fmt.Sprint(total)})
+					if snd.code != 0 || rcv.code != 0 {
+						t.Fatalf("exit send %d recv %d: %s %s\n%s\n%s", snd.code, rcv.code, snd.stderr, rcv.stderr, snd.stdout, rcv.stdout)
+					}
+					s, r := decode(t, snd).Sender, decode(t, rcv).Receiver
+					if s.Bytes < total || r.Bytes != s.Bytes || r.Messages != s.Messages {
+						t.Fatalf("sent %d bytes/%d msgs, received %d/%d", s.Bytes, s.Messages, r.Bytes, r.Messages)
+					}
+					if r.Corrupt+r.Lost+r.Duplicate+r.Truncated != 0 {
+						t.Fatalf("receiver: %+v", r)
+					}
+					st := s.Detail.Streams[0]
+					switch mode {
+					case "splice":
+						if st.VmsplicedB != s.Bytes || st.SpliceCalls == 0 || st.WriteCalls != 0 {
+							t.Fatalf("splice path did not carry the data: %+v", st)
+						}
+					case "sendfile":
+						if st.SendfileCalls == 0 || st.WriteCalls != 0 || st.VmsplicedB != 0 {
+							t.Fatalf("sendfile path did not carry the data: %+v", st)
+						}
+					case "write":
+						if st.WriteCalls == 0 || st.SpliceCalls != 0 {
+							t.Fatalf("write path: %+v", st)
+						}
+					}
+				})
+			}
+		}
+	}
+}
+
+func TestMultiStreamTime(t *testing.T) {
+	snd, rcv := pair(t, []string{"--json", "--verify"}, []string{"--json", "--verify", "-P", "3", "-t", "1s"})
+	if snd.code != 0 || rcv.code != 0 {
+		t.Fatalf("exit send %d recv %d: %s %s\n%s\n%s", snd.code, rcv.code, snd.stderr, rcv.stderr, snd.stdout, rcv.stdout)
+	}
+	s, r := decode(t, snd).Sender, decode(t, rcv).Receiver
+	if r.Bytes != s.Bytes || r.Corrupt+r.Lost != 0 || len(s.Detail.Streams) != 3 || len(r.Detail.Streams) != 3 {
+		t.Fatalf("sender %+v receiver %+v", s, r)
+	}
+}
+
+// The instrument catches page reuse: a one-buffer ring rewritten while the kernel still
+// references it must be reported corrupt, with exit status 3.
+func TestUnsafeRingDetected(t *testing.T) {
+	snd, rcv := pair(t, []string{"--json", "--verify"},
+		[]string{"--json", "--verify", "--count", "2000", "--ring", "64KiB", "--unsafe-ring"})
+	if snd.code != 0 {
+		t.Fatalf("send exit %d: %s", snd.code, snd.stderr)
+	}
+	r := decode(t, rcv).Receiver
+	if rcv.code != 3 || r.Corrupt+r.Lost+r.Duplicate == 0 {
+		t.Fatalf("recv exit %d, %+v: hazard not detected", rcv.code, r)
+	}
+	if !strings.Contains(snd.stderr, "warning: --unsafe-ring") {
+		t.Fatalf("no warning on stderr: %q", snd.stderr)
+	}
+}
+
+func TestNettestRoundTrip(t *testing.T) {
+	for _, mode := range []string{"splice", "write"} {
+		snd, rcv := pair(t, []string{"--json", "--verify", "--format", "nettest", "-s", "8k"},
+			[]string{"--json", "--verify", "--format", "nettest", "-s", "8k", "-m", mode, "-n", "3000"})
+		if snd.code != 0 || rcv.code != 0 {
+			t.Fatalf("exit send %d recv %d: %s %s\n%s\n%s", snd.code, rcv.code, snd.stderr, rcv.stderr, snd.stdout, rcv.stdout)
+		}
+		if r := decode(t, rcv).Receiver; r.Messages != 3000 || r.Corrupt != 0 {
+			t.Fatalf("%s: %+v", mode, r)
+		}
+	}
+	// Without --verify the sender still writes the right CRC (the seed's recv checks it).
+	snd, rcv := pair(t, []string{"--json", "--verify", "--format", "nettest", "-s", "4k"},
+		[]string{"--json", "--format", "nettest", "-s", "4k", "-n", "100"})
+	if snd.code != 0 || rcv.code != 0 || decode(t, rcv).Receiver.Corrupt != 0 {
+		t.Fatalf("nettest without --verify: %d %d %s", snd.code, rcv.code, rcv.stdout)
+	}
+}
+
+// Raw format to a plain TCP sink that is not splicegen.
+func TestRawToPlainSink(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan int64, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			got <- -1
+			return
+		}
+		defer c.Close()
+		var n int64
+		buf := make([]byte, 1<<16)
+		for {
+			m, err := c.Read(buf)
+			n += int64(m)
+			if err != nil {
+				break
+			}
+		}
+		got <- n
+	}()
+	r := runArgs("send", "-i", "0", "--format", "raw", "-s", "1500", "-n", "1000", ln.Addr().String())
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	if n := <-got; n != 1500*1000 {
+		t.Fatalf("plain sink got %d bytes, want %d", n, 1500*1000)
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	tests := [][]string{
+		{"teleport"},
+		{},
+		{"send", "-m", "teleport", "127.0.0.1:9"},
+		{"send", "-p", "quic", "127.0.0.1:9"},
+		{"send", "-m", "gso", "127.0.0.1:9"},
+		{"send", "-s", "0", "127.0.0.1:9"},
+		{"send", "-s", "1TiB", "127.0.0.1:9"},
+		{"send", "-s", "12parsecs", "127.0.0.1:9"},
+		{"send", "-s", "-5", "127.0.0.1:9"},
+		{"send"},
+		{"send", "127.0.0.1:99999"},
+		{"send", "127.0.0.1:0"},
+		{"send", "127.0.0.1:port"},
+		{"send", "no-such-host.invalid:5500"},
+		{"send", "-n", "5", "-t", "1s", "127.0.0.1:9"},
+		{"send", "--bytes", "1G", "-n", "5", "127.0.0.1:9"},
+		{"send", "-n", "0", "127.0.0.1:9"},
+		{"send", "-t", "-1s", "127.0.0.1:9"},
+		{"send", "--format", "raw", "--verify", "127.0.0.1:9"},
+		{"send", "--format", "xml", "127.0.0.1:9"},
+		{"send", "--unsafe-ring", "127.0.0.1:9"},
+		{"send", "-P", "0", "127.0.0.1:9"},
+		{"send", "--cpu", "99", "127.0.0.1:9"},
+		{"send", "--sndbuf", "12", "127.0.0.1:9"},
+		{"send", "--nosuchflag", "127.0.0.1:9"},
+		{"send", "a:1", "b:2"},
+		{"recv", "--sink", "bogus"},
+		{"recv", "--format", "nettest"},
+		{"recv", "127.0.0.1:abc"},
+		{"recv", "--idle", "0s"},
+		{"compare", "--repeat", "0"},
+		{"compare", "-m", "teleport"},
+		{"compare", "-s", "0"},
+		{"compare", "extra"},
+		{"probe", "extra"},
+	}
+	for _, args := range tests {
+		done := make(chan result, 1)
+		go func() { done <- runArgs(args...) }()
+		var r result
+		select {
+		case r = <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%q hangs", args)
+		}
+		lines := strings.Count(strings.TrimSpace(r.stderr), "\n") + 1
+		if r.code != 2 || (len(args) > 0 && lines != 1) || r.stderr == "" {
+			t.Errorf("%q: exit %d, stderr %q (want exit 2 and one line)", args, r.code, r.stderr)
+		}
+	}
+}
+
+func TestRingBelowSafeRefused(t *testing.T) {
+	snd, _ := pair(t, nil, []string{"--ring", "64KiB", "-n", "1"})
+	if snd.code != 2 || !strings.Contains(snd.stderr, "below the safe size") {
+		t.Fatalf("exit %d: %s", snd.code, snd.stderr)
+	}
+}
+
+func TestConnectionRefused(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	r := runArgs("send", "-n", "1", addr)
+	if r.code != 1 || !strings.Contains(r.stderr, "connect") {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int64{"1472": 1472, "4k": 4096, "64KiB": 65536, "1MiB": 1 << 20, "2GiB": 2 << 30, "1.5k": 1536, "8 KB": 8192} {
+		if got, err := parseSize(in); err != nil || got != want {
+			t.Errorf("%q: got %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "k", "1.3", "5x", "1e3", "99999999999T"} {
+		if _, err := parseSize(in); err == nil {
+			t.Errorf("%q accepted", in)
+		}
+	}
+}
+
+func TestParseCPUList(t *testing.T) {
+	if c, err := parseCPUList("0,2-3", 4); err != nil || fmt.Sprint(c) != "[0 2 3]" {
+		t.Fatalf("%v %v", c, err)
+	}
+	for _, in := range []string{"4", "a", "3-1", "-1"} {
+		if _, err := parseCPUList(in, 4); err == nil {
+			t.Errorf("%q accepted", in)
+		}
+	}
+}

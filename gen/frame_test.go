@@ -1,0 +1,182 @@
+package gen
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+)
+
+func TestHeaderRoundTrip(t *testing.T) {
+	for _, h := range []Header{
+		{},
+		{Flags: FlagVerify, Streams: 4, Stream: 3, Length: 65536 - HeaderLen, Seq: 1<<63 + 5, TimeNS: 1700000000123456789, CRC: 0xdeadbeef},
+		{Streams: 65535, Stream: 1<<32 - 1, Length: MaxMessage - HeaderLen, Seq: 1<<64 - 1, TimeNS: -1},
+	} {
+		var b [HeaderLen]byte
+		h.Put(b[:])
+		var got Header
+		if err := ParseHeader(b[:], &got); err != nil {
+			t.Fatalf("%+v: %v", h, err)
+		}
+		if got != h {
+			t.Errorf("round trip: got %+v, want %+v", got, h)
+		}
+	}
+}
+
+func TestParseHeaderErrors(t *testing.T) {
+	good := func() []byte {
+		var b [HeaderLen]byte
+		(&Header{Length: 100}).Put(b[:])
+		return b[:]
+	}
+	tests := []struct {
+		name string
+		mod  func([]byte) []byte
+		want error
+	}{
+		{"short", func(b []byte) []byte { return b[:HeaderLen-1] }, ErrShortHeader},
+		{"empty", func(b []byte) []byte { return nil }, ErrShortHeader},
+		{"magic", func(b []byte) []byte { b[0] ^= 1; return b }, ErrBadMagic},
+		{"version", func(b []byte) []byte { b[4] = 9; return b }, ErrBadVersion},
+		{"length", func(b []byte) []byte { b[15] = 0xff; return b }, ErrBadLength},
+	}
+	for _, tc := range tests {
+		var h Header
+		if err := ParseHeader(tc.mod(good()), &h); !errors.Is(err, tc.want) {
+			t.Errorf("%s: got %v, want %v", tc.name, err, tc.want)
+		}
+	}
+}
+
+func FuzzParseHeader(f *testing.F) {
+	var b [HeaderLen]byte
+	(&Header{Flags: 1, Streams: 2, Stream: 1, Length: 24, Seq: 7}).Put(b[:])
+	f.Add(b[:])
+	f.Add([]byte("SPGN"))
+	f.Add(bytes.Repeat([]byte{0xff}, 64))
+	f.Fuzz(func(t *testing.T, p []byte) {
+		var h Header
+		if err := ParseHeader(p, &h); err == nil {
+			var out [HeaderLen]byte
+			h.Put(out[:])
+			if !bytes.Equal(out[:36], p[:36]) {
+				t.Fatalf("accepted header does not round trip")
+			}
+		}
+		ParseNettest(p)
+	})
+}
+
+func TestCRC32C(t *testing.T) {
+	// The CRC-32C check value (RFC 3720 B.4 / the "123456789" catalogue entry).
+	if got := CRC32C([]byte("123456789")); got != 0xe3069283 {
+		t.Fatalf("CRC32C = %#x, want 0xe3069283", got)
+	}
+	p := []byte("hello, splice world")
+	if UpdateCRC32C(CRC32C(p[:5]), p[5:]) != CRC32C(p) {
+		t.Fatal("incremental CRC differs")
+	}
+}
+
+func TestNettestCRC(t *testing.T) {
+	// POSIX cksum("123456789") = 930766865: our raw accumulator, then cksum's length
+	// byte and final inversion, must give it on the low 32 bits.
+	raw := NettestCRC(0, []byte("123456789"))
+	full := NettestCRC(raw, []byte{9})
+	if got := ^uint32(full); got != 930766865 {
+		t.Fatalf("cksum = %d, want 930766865", got)
+	}
+	// nettest keeps bits above 32 (64-bit unsigned long, no mask).
+	if raw>>32 == 0 {
+		t.Fatalf("raw nettest crc %#x has no high bits; nettest's unmasked accumulator does", raw)
+	}
+	if NettestCRC(0, nil) != 0 {
+		t.Fatal("empty payload crc must be 0")
+	}
+	var b [NettestHeaderLen]byte
+	PutNettest(b[:], 8192, raw)
+	size, crc, err := ParseNettest(b[:])
+	if err != nil || size != 8192 || crc != raw {
+		t.Fatalf("nettest header round trip: %d %#x %v", size, crc, err)
+	}
+	PutNettest(b[:], 3, 0)
+	if _, _, err := ParseNettest(b[:]); !errors.Is(err, ErrBadLength) {
+		t.Fatalf("size 3 accepted: %v", err)
+	}
+}
+
+func TestPattern(t *testing.T) {
+	for _, n := range []int{0, 1, 7, 4096, patternLen - 1, patternLen, patternLen + 1, 3*patternLen + 17} {
+		p := make([]byte, n)
+		FillPattern(p, 2, 99)
+		if !CheckPattern(p, 2, 99) {
+			t.Fatalf("n=%d: own pattern fails the check", n)
+		}
+		// Piece by piece, at every split point of a few sizes.
+		off := Offset(2, 99)
+		for _, cut := range []int{1, 13, 4096} {
+			if cut >= n {
+				continue
+			}
+			if !CheckAt(p[:cut], off, 0) || !CheckAt(p[cut:], off, cut) {
+				t.Fatalf("n=%d cut=%d: split check fails", n, cut)
+			}
+		}
+		if n > 0 {
+			if CheckPattern(p, 2, 100) && Offset(2, 100) != off {
+				t.Fatalf("n=%d: seq 100 accepted seq 99's payload", n)
+			}
+			p[n/2] ^= 0x40
+			if CheckPattern(p, 2, 99) {
+				t.Fatalf("n=%d: flipped byte not detected", n)
+			}
+		}
+	}
+	if Offset(0, 1) == Offset(0, 2) && Offset(0, 2) == Offset(0, 3) {
+		t.Fatal("offsets do not vary with seq")
+	}
+	if Offset(1, 5) == Offset(2, 5) && Offset(3, 5) == Offset(4, 5) {
+		t.Fatal("offsets do not vary with stream")
+	}
+}
+
+func TestSpecValidate(t *testing.T) {
+	ok := Spec{Mode: ModeSplice, Size: 65536, Duration: 1e9, Streams: 1}
+	if err := ok.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	bad := []func(*Spec){
+		func(s *Spec) { s.Mode = "teleport" },
+		func(s *Spec) { s.Size = 0 },
+		func(s *Spec) { s.Size = HeaderLen - 1 },
+		func(s *Spec) { s.Size = MaxMessage + 1 },
+		func(s *Spec) { s.Streams = 0 },
+		func(s *Spec) { s.Count = 5 },
+		func(s *Spec) { s.Duration = 0 },
+		func(s *Spec) { s.Format, s.Verify = FormatRaw, true },
+		func(s *Spec) { s.Format, s.Size = FormatNettest, 15 },
+		func(s *Spec) { s.IO = "spin" },
+	}
+	for i, mod := range bad {
+		s := ok
+		mod(&s)
+		if err := s.Validate(); !errors.Is(err, ErrUsage) {
+			t.Errorf("case %d (%+v): got %v, want a usage error", i, s, err)
+		}
+	}
+}
+
+func TestMessagesSplit(t *testing.T) {
+	s := Spec{Size: 1000, Bytes: 10001, Streams: 3}
+	var sum int64
+	for i := range 3 {
+		sum += s.messages(i)
+	}
+	if sum != 11 || s.messages(0) != 4 || s.messages(2) != 3 {
+		t.Fatalf("split of 11 messages over 3 streams: %d %d %d", s.messages(0), s.messages(1), s.messages(2))
+	}
+	if (&Spec{Size: 1, Duration: 1, Streams: 2}).messages(1) != -1 {
+		t.Fatal("time-limited stream must have no message limit")
+	}
+}
