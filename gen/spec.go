@@ -29,9 +29,12 @@ type Spec struct {
 	Verify   bool          // per-message payload + checksum the receiver can check
 	Format   Format
 	Streams  int
-	Ring     int  // page ring bytes per stream (0: the safe size from the rule)
-	Unsafe   bool // allow Ring below the safe size (to demonstrate the hazard)
-	IO       string
+	Ring     int    // page ring bytes per stream (0: the safe size from the rule)
+	Unsafe   bool   // allow Ring below the safe size (to demonstrate the hazard)
+	IO       string // data-path I/O: "poll" (netpoller, default) or "block"
+	// HotBuffer: write mode sends every message from one buffer (cache-hot) instead of
+	// the ring. Only write may: it copies, so rewriting the buffer at once is safe.
+	HotBuffer bool
 }
 
 // ErrUsage marks errors that are the user's input (exit status 2).
@@ -79,6 +82,9 @@ func (s *Spec) Validate() error {
 	}
 	if s.Ring < 0 {
 		return usagef("negative --ring")
+	}
+	if s.HotBuffer && s.Mode != ModeWrite {
+		return usagef("--hot-buffer is for --mode write only: %s hands pages to the kernel by reference", s.Mode)
 	}
 	if s.IO != "" && s.IO != "poll" && s.IO != "block" {
 		return usagef("--io %q: want poll or block", s.IO)

@@ -92,11 +92,20 @@ type Run struct {
 	Streams     int       `json:"streams"`
 	Format      string    `json:"format"`
 	Verify      bool      `json:"verify"`
+	HotBuffer   bool      `json:"hot_buffer,omitempty"` // write mode from one cache-hot buffer
 	Repeat      int       `json:"repeat,omitempty"`
 	Sender      *Sender   `json:"sender,omitempty"`
 	Receiver    *Receiver `json:"receiver,omitempty"`
 	Interrupted bool      `json:"interrupted,omitempty"`
 	Error       string    `json:"error,omitempty"`
+}
+
+// Label names the run's mode for tables: write with --hot-buffer is "write-hot".
+func (r *Run) Label() string {
+	if r.HotBuffer {
+		return r.Mode + "-hot"
+	}
+	return r.Mode
 }
 
 // Env describes the machine a result came from.

@@ -49,7 +49,7 @@ func cmdCompare(args []string, stdout, stderr io.Writer) (int, error) {
 	var modes, bytesS, jsonFile, sinkName, cpuSnd, cpuRcv string
 	var dur time.Duration
 	var repeat int
-	c.fs.StringVarP(&modes, "mode", "m", "splice,write", "modes to compare, comma-separated")
+	c.fs.StringVarP(&modes, "mode", "m", "splice,write,write-hot", "modes to compare, comma-separated (write-hot: write from one cache-hot buffer)")
 	c.fs.StringVarP(&c.size, "size", "s", "64KiB", "message size")
 	c.fs.StringVar(&bytesS, "bytes", "4GiB", "bytes per run")
 	c.fs.DurationVarP(&dur, "time", "t", 0, "time per run (instead of --bytes)")
@@ -95,8 +95,7 @@ func cmdCompare(args []string, stdout, stderr io.Writer) (int, error) {
 		base = append(base, "--verify")
 	}
 	for _, m := range modeList {
-		sargs := append(append([]string{"-m", m}, base...), limit...)
-		if _, err := sendSpecCheck(sargs); err != nil {
+		if _, err := sendSpecCheck(append(append(modeArgs(m), base...), limit...)); err != nil {
 			return 0, err
 		}
 	}
@@ -115,7 +114,7 @@ func cmdCompare(args []string, stdout, stderr io.Writer) (int, error) {
 			if ctx.Err() != nil {
 				break
 			}
-			sargs := append(append([]string{"-m", m}, base...), limit...)
+			sargs := append(append(modeArgs(m), base...), limit...)
 			r, err := runPair(ctx, exe, sargs, sinkName, c, cpuSnd, cpuRcv)
 			if err != nil {
 				return exitFailed, err
@@ -152,6 +151,14 @@ func cmdCompare(args []string, stdout, stderr io.Writer) (int, error) {
 	return exitOK, nil
 }
 
+// modeArgs turns a compare mode label into send flags.
+func modeArgs(label string) []string {
+	if m, ok := strings.CutSuffix(label, "-hot"); ok {
+		return []string{"-m", m, "--hot-buffer"}
+	}
+	return []string{"-m", label}
+}
+
 func cmp(a, b string) string {
 	if a != "" {
 		return a
@@ -165,8 +172,9 @@ func sendSpecCheck(args []string) (bool, error) {
 	var mode, bytesS, ringS, io_ string
 	var count int64
 	var dur time.Duration
-	var unsafeRing bool
+	var unsafeRing, hot bool
 	c.fs.StringVarP(&mode, "mode", "m", "splice", "")
+	c.fs.BoolVar(&hot, "hot-buffer", false, "")
 	c.fs.StringVarP(&c.size, "size", "s", "64KiB", "")
 	c.fs.Int64VarP(&count, "count", "n", 0, "")
 	c.fs.StringVar(&bytesS, "bytes", "", "")
@@ -174,10 +182,12 @@ func sendSpecCheck(args []string) (bool, error) {
 	if err := c.fs.Parse(args); err != nil {
 		return false, usageErr{err.Error()}
 	}
-	if _, err := sendSpec(c, mode, count, bytesS, dur, ringS, unsafeRing, io_); err != nil {
+	spec, err := sendSpec(c, mode, count, bytesS, dur, ringS, unsafeRing, io_)
+	if err != nil {
 		return false, err
 	}
-	return true, nil
+	spec.HotBuffer = hot
+	return true, spec.Validate()
 }
 
 // runPair runs one test with the receiver and the sender each in its own child process
@@ -269,10 +279,10 @@ func summarize(runs []*report.Run, modes []string) []Summary {
 		var sm Summary
 		var su, ss, sr, sc, ru, rs, rr, rc, g []float64
 		for _, r := range runs {
-			if r.Mode != m || r.Sender == nil || r.Receiver == nil {
+			if r.Label() != m || r.Sender == nil || r.Receiver == nil {
 				continue
 			}
-			sm.Proto, sm.Mode, sm.Size = r.Proto, r.Mode, r.Size
+			sm.Proto, sm.Mode, sm.Size = r.Proto, r.Label(), r.Size
 			sm.Runs++
 			su, ss, sr, sc = append(su, r.Sender.UsrMs), append(ss, r.Sender.SysMs), append(sr, r.Sender.RealMs), append(sc, r.Sender.CPUMsPerGiB)
 			ru, rs, rr, rc = append(ru, r.Receiver.UsrMs), append(rs, r.Receiver.SysMs), append(rr, r.Receiver.RealMs), append(rc, r.Receiver.CPUMsPerGiB)
@@ -301,22 +311,26 @@ func printCompare(w io.Writer, sum []Summary) {
 		fmt.Fprintf(w, "  receiver: usr=%.3fs, sys=%.3fs, real=%.3fs\n", s.RcvUsrMs/1000, s.RcvSysMs/1000, s.RcvRealMs/1000)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "%-9s %8s %15s %15s %15s %9s %8s\n", "mode", "size", "snd ms/GiB", "rcv ms/GiB", "snd sys ms", "Gbit/s", "corrupt")
+	fmt.Fprintf(w, "%-10s %8s %15s %15s %15s %9s %8s\n", "mode", "size", "snd ms/GiB", "rcv ms/GiB", "snd sys ms", "Gbit/s", "corrupt")
 	for _, s := range sum {
-		fmt.Fprintf(w, "%-9s %8d %9.0f ±%3.0f%% %15.0f %15.0f %9.2f %8d\n", s.Mode, s.Size, s.SndCPUGiB, s.SndSpread/2,
+		fmt.Fprintf(w, "%-10s %8d %9.0f ±%3.0f%% %15.0f %15.0f %9.2f %8d\n", s.Mode, s.Size, s.SndCPUGiB, s.SndSpread/2,
 			s.RcvCPUGiB, s.SndSysMs, s.GbitS, s.Corrupt)
 	}
-	var spl, wr *Summary
+	var spl *Summary
 	for i := range sum {
-		switch sum[i].Mode {
-		case "splice":
+		if sum[i].Mode == "splice" {
 			spl = &sum[i]
-		case "write":
-			wr = &sum[i]
 		}
 	}
-	if spl != nil && wr != nil && spl.SndSysMs > 0 && spl.SndCPUGiB > 0 {
-		fmt.Fprintf(w, "\nwrite/splice: sender sys %.2fx, sender CPU per GiB %.2fx, receiver CPU per GiB %.2fx\n",
-			wr.SndSysMs/spl.SndSysMs, wr.SndCPUGiB/spl.SndCPUGiB, wr.RcvCPUGiB/spl.RcvCPUGiB)
+	if spl == nil || spl.SndSysMs == 0 || spl.SndCPUGiB == 0 || spl.RcvCPUGiB == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	for _, s := range sum {
+		if s.Mode == "splice" {
+			continue
+		}
+		fmt.Fprintf(w, "%s/splice: sender sys %.2fx, sender CPU per GiB %.2fx, receiver CPU per GiB %.2fx\n",
+			s.Mode, s.SndSysMs/spl.SndSysMs, s.SndCPUGiB/spl.SndCPUGiB, s.RcvCPUGiB/spl.RcvCPUGiB)
 	}
 }

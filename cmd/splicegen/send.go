@@ -17,7 +17,7 @@ func cmdSend(args []string, stdout, stderr io.Writer) (int, error) {
 	var mode, bytesS, ringS, io_ string
 	var count int64
 	var dur time.Duration
-	var unsafeRing bool
+	var unsafeRing, hot bool
 	c.fs.StringVarP(&mode, "mode", "m", "splice", "send mode: splice, write, sendfile")
 	c.fs.StringVarP(&c.size, "size", "s", "64KiB", "message size, header included")
 	c.fs.Int64VarP(&count, "count", "n", 0, "messages to send (all streams)")
@@ -25,6 +25,7 @@ func cmdSend(args []string, stdout, stderr io.Writer) (int, error) {
 	c.fs.DurationVarP(&dur, "time", "t", 0, "how long to send (default 10s when no --count/--bytes)")
 	c.fs.StringVar(&ringS, "ring", "", "page ring per stream (default: the safe size from the rule)")
 	c.fs.BoolVar(&unsafeRing, "unsafe-ring", false, "allow --ring below the safe size (demonstrates the page-reuse hazard)")
+	c.fs.BoolVar(&hot, "hot-buffer", false, "write mode: send every message from one cache-hot buffer instead of the page ring")
 	c.fs.StringVar(&io_, "io", "poll", "data-path I/O: poll (netpoller) or block (blocking fd on a locked thread)")
 	c.fs.MarkHidden("io")
 	if done, err := c.parse(args, stdout, "splicegen send [flags] HOST[:PORT]"); done || err != nil {
@@ -35,6 +36,10 @@ func cmdSend(args []string, stdout, stderr io.Writer) (int, error) {
 	}
 	spec, err := sendSpec(c, mode, count, bytesS, dur, ringS, unsafeRing, io_)
 	if err != nil {
+		return 0, err
+	}
+	spec.HotBuffer = hot
+	if err := spec.Validate(); err != nil {
 		return 0, err
 	}
 	if spec.Unsafe {
@@ -91,7 +96,7 @@ func cmdSend(args []string, stdout, stderr io.Writer) (int, error) {
 	close(stop)
 
 	r := &report.Run{Proto: c.proto, Mode: mode, Size: spec.Size, Streams: spec.Streams,
-		Format: spec.Format.String(), Verify: spec.Verify, Interrupted: ctx.Err() != nil}
+		Format: spec.Format.String(), Verify: spec.Verify, HotBuffer: hot, Interrupted: ctx.Err() != nil}
 	b, m := st.Totals()
 	snd := &report.Sender{RingBytes: st.RingBytes, Sndbuf: st.Buffers.SndBuf, Fallbacks: st.Fallbacks, Detail: st}
 	snd.Fill(u0, u1, b, m)
