@@ -21,7 +21,7 @@ func cmdProbe(args []string, stdout io.Writer) (int, error) {
 			status = "no: " + c.Err.Error()
 		}
 		if c.Detail != "" && c.Err == nil {
-			status += " (" + c.Detail + ")"
+			status += ", " + c.Detail
 		}
 		fmt.Fprintf(stdout, "%-20s %s\n", c.Name, status)
 	}
