@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"os"
 	"time"
@@ -98,7 +99,10 @@ func cmdRecv(args []string, stdout, stderr io.Writer) (int, error) {
 	})
 	u1 := report.Now()
 	close(stop)
-	if u0.At.IsZero() { // interrupted before any connection
+	if u0.At.IsZero() { // nothing measured: interrupted (or the listener failed) before any connection
+		if ctx.Err() != nil {
+			return exitFailed, fmt.Errorf("interrupted before any sender connected")
+		}
 		return exitFailed, runErr
 	}
 	t := st.Totals()
