@@ -7,3 +7,5 @@ require (
 	golang.org/x/sys v0.50.0
 	golang.org/x/term v0.48.0
 )
+
+require github.com/ishidawataru/sctp v0.0.0-20251114114122-19ddcbc6aae2 // indirect

@@ -19,7 +19,8 @@ import (
 //	 16   8  sequence number (per stream, from 0)
 //	 24   8  send timestamp, ns since the Unix epoch
 //	 32   4  CRC32-C of the payload (0 unless FlagVerify)
-//	 36   4  reserved (0)
+//	 36   4  lanes: the stream's messages rotate over this many SCTP stream ids, message
+//	         seq on stream id seq % lanes (0 or 1: no rotation)
 const (
 	HeaderLen = 40
 	Magic     = 0x4e475053 // "SPGN" read as little-endian u32
@@ -37,6 +38,7 @@ type Header struct {
 	Seq     uint64
 	TimeNS  int64
 	CRC     uint32
+	Lanes   uint32
 }
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -59,7 +61,7 @@ func (h *Header) Put(b []byte) {
 	binary.LittleEndian.PutUint64(b[16:], h.Seq)
 	binary.LittleEndian.PutUint64(b[24:], uint64(h.TimeNS))
 	binary.LittleEndian.PutUint32(b[32:], h.CRC)
-	binary.LittleEndian.PutUint32(b[36:], 0)
+	binary.LittleEndian.PutUint32(b[36:], h.Lanes)
 }
 
 // Header parse errors. They are values so that the receive path does not allocate.
@@ -91,6 +93,7 @@ func ParseHeader(b []byte, h *Header) error {
 	h.Seq = binary.LittleEndian.Uint64(b[16:])
 	h.TimeNS = int64(binary.LittleEndian.Uint64(b[24:]))
 	h.CRC = binary.LittleEndian.Uint32(b[32:])
+	h.Lanes = binary.LittleEndian.Uint32(b[36:])
 	if h.Length > MaxMessage-HeaderLen {
 		return ErrBadLength
 	}

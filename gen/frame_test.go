@@ -9,7 +9,7 @@ import (
 func TestHeaderRoundTrip(t *testing.T) {
 	for _, h := range []Header{
 		{},
-		{Flags: FlagVerify, Streams: 4, Stream: 3, Length: 65536 - HeaderLen, Seq: 1<<63 + 5, TimeNS: 1700000000123456789, CRC: 0xdeadbeef},
+		{Flags: FlagVerify, Streams: 4, Stream: 3, Length: 65536 - HeaderLen, Seq: 1<<63 + 5, TimeNS: 1700000000123456789, CRC: 0xdeadbeef, Lanes: 7},
 		{Streams: 65535, Stream: 1<<32 - 1, Length: MaxMessage - HeaderLen, Seq: 1<<64 - 1, TimeNS: -1},
 	} {
 		var b [HeaderLen]byte
@@ -60,7 +60,7 @@ func FuzzParseHeader(f *testing.F) {
 		if err := ParseHeader(p, &h); err == nil {
 			var out [HeaderLen]byte
 			h.Put(out[:])
-			if !bytes.Equal(out[:36], p[:36]) {
+			if !bytes.Equal(out[:], p[:HeaderLen]) {
 				t.Fatalf("accepted header does not round trip")
 			}
 		}

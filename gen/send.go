@@ -197,6 +197,12 @@ type stream struct {
 	step   func(fd uintptr) bool
 	blockd int // dup'd blocking fd (IO "block"), -1 otherwise
 
+	// SCTP stream rotation (proto.Laner): message seq goes on stream id seq % lanes.
+	lanes   int
+	lane    int
+	laneErr error
+	laneFn  func(fd uintptr)
+
 	c                                                  Counters
 	vmCalls, vmBytes, spCalls, wrCalls, sfCalls, waits uint64
 	nettestCRC                                         uint64 // CRC of the constant payload (no --verify)
@@ -245,6 +251,10 @@ func newStream(s *Sender, id uint32, c proto.Conn) (*stream, error) {
 	}
 	if spec.Format == FormatNettest {
 		st.nettestCRC = NettestCRC(0, st.ring.Buf(0)[hl:spec.Size])
+	}
+	if l, ok := c.(proto.Laner); ok && l.Lanes() > 1 {
+		st.lanes = l.Lanes()
+		st.laneFn = func(fd uintptr) { st.laneErr = l.SetLane(fd, st.lane) }
 	}
 	switch spec.Mode {
 	case ModeSplice:
@@ -348,6 +358,12 @@ func (st *stream) run() error {
 			st.msg, st.off = buf[:spec.Size], off
 		}
 		st.frame(seq, now)
+		if st.lanes > 1 {
+			st.lane = int(seq % uint64(st.lanes))
+			if err := st.rc.Control(st.laneFn); err != nil || st.laneErr != nil {
+				return fmt.Errorf("stream %d, message %d: %w", st.id, seq, errors.Join(err, st.laneErr))
+			}
+		}
 		st.done, st.more = 0, st.limit < 0 || seq+1 < uint64(st.limit)
 		if err := st.send(); err != nil {
 			if st.s.stop.Load() {
@@ -367,7 +383,7 @@ func (st *stream) frame(seq uint64, now int64) {
 	switch spec.Format {
 	case FormatNative:
 		h := Header{Streams: uint16(spec.Streams), Stream: st.id, Length: uint32(len(st.msg) - HeaderLen),
-			Seq: seq, TimeNS: now}
+			Seq: seq, TimeNS: now, Lanes: uint32(st.lanes)}
 		if spec.Verify {
 			p := st.msg[HeaderLen:]
 			FillPattern(p, st.id, seq)

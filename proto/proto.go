@@ -16,7 +16,9 @@ import (
 type Options struct {
 	SndBuf  int  // SO_SNDBUF request in bytes; 0 keeps the kernel's autotuning
 	RcvBuf  int  // SO_RCVBUF request in bytes; 0 keeps the kernel's autotuning
-	NoDelay bool // TCP_NODELAY (Go turns it on by default; splicegen leaves Nagle on unless asked)
+	NoDelay bool // TCP_NODELAY / SCTP_NODELAY (Go turns TCP's on by default; splicegen leaves Nagle on unless asked)
+	Lanes   int  // SCTP: outbound stream ids to rotate messages over (--sctp-streams); 0 or 1: stream 0
+	PPID    uint32
 }
 
 // Buffers are a socket's effective buffer sizes and how far the kernel may grow them.
@@ -41,6 +43,21 @@ type Listener interface {
 	Accept() (Conn, error)
 	Close() error
 	Addr() net.Addr
+	// File returns a dup of the listening socket, for a child process (compare).
+	File() (*os.File, error)
+}
+
+// Laner is a Conn that spreads messages over several ordered sub-streams (SCTP stream
+// ids). The sender calls SetLane inside RawConn.Control before each message.
+type Laner interface {
+	Lanes() int
+	SetLane(fd uintptr, lane int) error
+}
+
+// MessageReader is a Conn that delivers messages with boundaries and a sub-stream id
+// (SCTP: recvmsg with MSG_EOR and SCTP_RCVINFO). n == 0 with a nil error is EOF.
+type MessageReader interface {
+	ReadMessage(b []byte) (n int, lane int, eor bool, err error)
 }
 
 // Plugin is one protocol.

@@ -192,6 +192,9 @@ func Text(w io.Writer, r *Run) {
 		}
 		fmt.Fprintln(w)
 	}
+	if r.Proto == "sctp" && r.Mode == "splice" && r.Sender != nil {
+		fmt.Fprintln(w, "note: the kernel copies spliced data into SCTP (SCTP has no MSG_SPLICE_PAGES); compare its sys time with --mode write")
+	}
 	if r.Interrupted {
 		fmt.Fprintln(w, "interrupted: figures cover the run up to the interruption")
 	}

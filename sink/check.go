@@ -21,7 +21,17 @@ type StreamStats struct {
 	Unverified uint64 `json:"unverified"` // --verify, but the sender sent no checkable payload
 	Truncated  uint64 `json:"truncated"`  // bytes of an unfinished last message (sender stopped mid-message)
 	MsgSize    int    `json:"msg_size"`   // message size seen (header + payload)
-	Error      string `json:"error,omitempty"`
+	// SCTP: messages per stream id and the sizes of the SCTP messages as read (a spliced
+	// message may arrive as several SCTP messages: one per pipe page on Linux 6.1).
+	Lanes    []LaneStats    `json:"lanes,omitempty"`
+	MsgSizes map[int]uint64 `json:"sctp_msg_sizes,omitempty"`
+	Error    string         `json:"error,omitempty"`
+}
+
+// LaneStats counts one SCTP stream id's messages.
+type LaneStats struct {
+	Lane     int    `json:"sid"`
+	Messages uint64 `json:"messages"`
 }
 
 // checker parses one connection's byte stream incrementally: a header may straddle
@@ -44,13 +54,15 @@ type checker struct {
 	match       bool // payload matched the pattern so far
 	check       bool // this message's payload is being verified
 	next        uint64
-	first       bool // a header has been seen
-	lost        bool // framing lost: count bytes only
+	step        uint64 // sequence step: lanes when messages rotate over SCTP stream ids, else 1
+	lane        int    // the SCTP stream id this checker reads (0 otherwise)
+	first       bool   // a header has been seen
+	lost        bool   // framing lost: count bytes only
 	nettestWant uint64
 }
 
 func newChecker(format gen.Format, verify bool, size int) *checker {
-	return &checker{format: format, verify: verify, size: size, hlen: format.HeaderSize(), st: StreamStats{MsgSize: size}}
+	return &checker{format: format, verify: verify, size: size, hlen: format.HeaderSize(), step: 1, st: StreamStats{MsgSize: size}}
 }
 
 // feed consumes the next bytes of the stream.
@@ -105,6 +117,10 @@ func (c *checker) header() bool {
 		}
 		if !c.first {
 			c.first, c.st.Stream, c.st.MsgSize = true, c.h.Stream, int(c.h.Length)+gen.HeaderLen
+			if c.h.Lanes > 1 {
+				// This lane carries seqs lane, lane+lanes, lane+2*lanes, ...
+				c.step, c.next = uint64(c.h.Lanes), uint64(c.lane)
+			}
 		} else if c.h.Stream != c.st.Stream {
 			return c.breakFraming(fmt.Errorf("stream id changed from %d to %d", c.st.Stream, c.h.Stream))
 		}
@@ -137,10 +153,10 @@ func (c *checker) header() bool {
 func (c *checker) sequence(seq uint64) {
 	switch {
 	case seq == c.next:
-		c.next++
+		c.next += c.step
 	case seq > c.next:
-		c.st.Lost += seq - c.next
-		c.next = seq + 1
+		c.st.Lost += (seq - c.next + c.step - 1) / c.step
+		c.next = seq + c.step
 	default:
 		c.st.Duplicate++
 	}

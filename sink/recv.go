@@ -225,12 +225,16 @@ func (r *Receiver) drain(c proto.Conn) (StreamStats, error) {
 	defer c.Close()
 	ck := newChecker(r.cfg.Format, r.cfg.Verify, r.cfg.Size)
 	var err error
+	var st StreamStats
+	if mr, ok := c.(proto.MessageReader); ok {
+		return r.drainMessages(mr)
+	}
 	if r.cfg.Sink == SinkSplice {
 		err = r.drainSplice(c, ck)
 	} else {
 		err = r.drainRead(c, ck)
 	}
-	st := ck.end()
+	st = ck.end()
 	if ck.first && r.cfg.Format == gen.FormatNative && r.cfg.Streams == 0 {
 		r.expect.CompareAndSwap(0, int64(max(1, ck.h.Streams)))
 	}
@@ -393,4 +397,72 @@ func peekNative(rc syscall.RawConn, ck *checker) error {
 	}
 	ck.first, ck.h, ck.st.Stream, ck.st.MsgSize = true, h, h.Stream, int(h.Length)+gen.HeaderLen
 	return nil
+}
+
+// maxSizes bounds the SCTP message-size histogram (sizes beyond it are not recorded).
+const maxSizes = 64
+
+// drainMessages receives a message-oriented connection (SCTP): each stream id (lane)
+// is its own ordered byte stream of splicegen messages, checked by its own checker, so
+// a splicegen message split into several SCTP messages (a splice on Linux 6.1 sends
+// one per pipe page) is reassembled before it is checked.
+func (r *Receiver) drainMessages(mr proto.MessageReader) (StreamStats, error) {
+	buf := make([]byte, readBuf)
+	var lanes []*checker
+	sizes := map[int]uint64{}
+	cur := 0
+	var err error
+	for {
+		n, lane, eor, rerr := mr.ReadMessage(buf)
+		if rerr != nil {
+			err = rerr
+			break
+		}
+		if n == 0 {
+			break
+		}
+		for lane >= len(lanes) {
+			lanes = append(lanes, nil)
+		}
+		ck := lanes[lane]
+		if ck == nil {
+			ck = newChecker(r.cfg.Format, r.cfg.Verify, r.cfg.Size)
+			ck.lane = lane
+			lanes[lane] = ck
+		}
+		ck.feed(buf[:n])
+		r.progress.Add(uint64(n))
+		r.learn(ck)
+		cur += n
+		if eor {
+			if _, ok := sizes[cur]; ok || len(sizes) < maxSizes {
+				sizes[cur]++
+			}
+			cur = 0
+		}
+	}
+	var st StreamStats
+	for i, ck := range lanes {
+		if ck == nil {
+			continue
+		}
+		ls := ck.end()
+		st.Stream, st.MsgSize = ls.Stream, max(st.MsgSize, ls.MsgSize)
+		st.Bytes += ls.Bytes
+		st.Messages += ls.Messages
+		st.Lost += ls.Lost
+		st.Duplicate += ls.Duplicate
+		st.Corrupt += ls.Corrupt
+		st.Unverified += ls.Unverified
+		st.Truncated += ls.Truncated
+		if st.Error == "" && ls.Error != "" {
+			st.Error = fmt.Sprintf("sid %d: %s", i, ls.Error)
+		}
+		st.Lanes = append(st.Lanes, LaneStats{Lane: i, Messages: ls.Messages})
+	}
+	st.MsgSizes = sizes
+	if st.Error != "" && err == nil {
+		err = errors.New(st.Error)
+	}
+	return st, err
 }

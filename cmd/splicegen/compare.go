@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"runtime"
@@ -15,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/splicegen/splicegen/proto"
 	"github.com/splicegen/splicegen/report"
 )
 
@@ -91,6 +91,22 @@ func cmdCompare(args []string, stdout, stderr io.Writer) (int, error) {
 		limit = []string{"--time", dur.String()}
 	}
 	base := []string{"-p", c.proto, "-s", strconv.FormatInt(size, 10), "--format", c.format}
+	if c.lanes > 1 {
+		base = append(base, "--sctp-streams", strconv.Itoa(c.lanes))
+	}
+	if c.nodelay {
+		base = append(base, "--nodelay")
+	}
+	plugin, err := proto.Lookup(c.proto)
+	if err != nil {
+		return 0, err
+	}
+	// Can this kernel do the protocol at all? One clear error before any run.
+	if ln, err := plugin.Listen("127.0.0.1:0", proto.Options{}); err != nil {
+		return 0, err
+	} else {
+		ln.Close()
+	}
 	if c.verify {
 		base = append(base, "--verify")
 	}
@@ -130,6 +146,9 @@ func cmdCompare(args []string, stdout, stderr io.Writer) (int, error) {
 	}
 	out.Summary = summarize(out.Runs, modeList)
 	printCompare(stdout, out.Summary)
+	if c.proto == "sctp" {
+		fmt.Fprintln(stdout, "note: splice into SCTP is copied by the kernel (SCTP has no MSG_SPLICE_PAGES; 6.1 used sock_no_sendpage): compare splice's sender sys time with write's above")
+	}
 	if jsonFile != "" {
 		b, _ := json.MarshalIndent(out, "", "  ")
 		if err := os.WriteFile(jsonFile, append(b, '\n'), 0o644); err != nil {
@@ -193,11 +212,15 @@ func sendSpecCheck(args []string) (bool, error) {
 // runPair runs one test with the receiver and the sender each in its own child process
 // (so each side's getrusage is its own), the receiver on an inherited listening socket.
 func runPair(ctx context.Context, exe string, sendArgs []string, sinkName string, c *common, cpuSnd, cpuRcv string) (*report.Run, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	plugin, err := proto.Lookup(c.proto)
 	if err != nil {
 		return nil, err
 	}
-	lf, err := ln.(*net.TCPListener).File()
+	ln, err := plugin.Listen("127.0.0.1:0", proto.Options{})
+	if err != nil {
+		return nil, err
+	}
+	lf, err := ln.File()
 	addr := ln.Addr().String()
 	ln.Close()
 	if err != nil {

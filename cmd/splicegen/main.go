@@ -20,6 +20,7 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/splicegen/splicegen/gen"
 	"github.com/splicegen/splicegen/proto"
+	_ "github.com/splicegen/splicegen/proto/sctp"
 	_ "github.com/splicegen/splicegen/proto/tcp"
 	"github.com/splicegen/splicegen/report"
 	"golang.org/x/term"
@@ -78,12 +79,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "splicegen %s: %s\n", args[0], oneLine(err))
-		if code == exitOK {
+		var ue usageErr
+		switch {
+		case errors.As(err, &ue) || errors.Is(err, gen.ErrUsage) || errors.Is(err, proto.ErrUnknown) || errors.Is(err, proto.ErrNoSCTP):
+			code = exitUsage // including "this kernel has no SCTP": the user asked for what can't run here
+		case code == exitOK:
 			code = exitFailed
-			var ue usageErr
-			if errors.As(err, &ue) || errors.Is(err, gen.ErrUsage) || errors.Is(err, proto.ErrUnknown) {
-				code = exitUsage
-			}
 		}
 	}
 	return code
@@ -108,6 +109,8 @@ type common struct {
 	json     bool
 	interval time.Duration
 	nodelay  bool
+	lanes    int
+	ppid     uint32
 }
 
 // addOutput adds the flags of a command that prints one result (send, recv).
@@ -119,7 +122,7 @@ func newCommon(name string) *common {
 	c := &common{fs: pflag.NewFlagSet(name, pflag.ContinueOnError)}
 	c.fs.SetOutput(io.Discard)
 	c.fs.SortFlags = false
-	c.fs.StringVarP(&c.proto, "proto", "p", "tcp", "protocol: tcp (udp, sctp: later)")
+	c.fs.StringVarP(&c.proto, "proto", "p", "tcp", "protocol: tcp or sctp (udp: later)")
 	c.fs.IntVarP(&c.streams, "streams", "P", 1, "parallel streams, one OS thread each")
 	c.fs.BoolVar(&c.verify, "verify", false, "every message carries a checkable payload + CRC32-C; the receiver checks all of it")
 	c.fs.StringVar(&c.format, "format", "native", "wire format: native, nettest (the seed's xmit/recv), raw (no header)")
@@ -127,7 +130,10 @@ func newCommon(name string) *common {
 	c.fs.StringVar(&c.rcvbuf, "rcvbuf", "", "SO_RCVBUF request (locks autotuning), e.g. 4M")
 	c.fs.StringVar(&c.cpu, "cpu", "", "pin the process to these CPUs, e.g. 0 or 0-1")
 	c.fs.DurationVarP(&c.interval, "interval", "i", -1, "interval lines (default 1s on a TTY for runs over 2s; 0 turns them off)")
-	c.fs.BoolVar(&c.nodelay, "nodelay", false, "TCP_NODELAY (Nagle stays on by default, as in the seed)")
+	c.fs.BoolVar(&c.nodelay, "nodelay", false, "TCP_NODELAY / SCTP_NODELAY (Nagle stays on by default, as in the seed)")
+	c.fs.BoolVar(&c.nodelay, "sctp-nodelay", false, "SCTP_NODELAY (same as --nodelay)")
+	c.fs.IntVar(&c.lanes, "sctp-streams", 1, "SCTP: rotate messages over this many stream ids (message seq on id seq % N)")
+	c.fs.Uint32Var(&c.ppid, "sctp-ppid", 0, "SCTP: payload protocol identifier on every message")
 	return c
 }
 
@@ -144,7 +150,13 @@ func (c *common) parse(args []string, stdout io.Writer, synopsis string) (done b
 }
 
 func (c *common) options() (proto.Options, error) {
-	o := proto.Options{NoDelay: c.nodelay}
+	o := proto.Options{NoDelay: c.nodelay, Lanes: c.lanes, PPID: c.ppid}
+	if c.lanes < 1 || c.lanes > 65535 {
+		return o, usagef("--sctp-streams %d out of range 1..65535", c.lanes)
+	}
+	if c.proto != "sctp" && (c.lanes != 1 || c.ppid != 0) {
+		return o, usagef("--sctp-streams and --sctp-ppid need --proto sctp")
+	}
 	for _, f := range []struct {
 		name, v string
 		dst     *int

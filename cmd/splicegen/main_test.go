@@ -10,18 +10,23 @@ import (
 	"testing"
 	"time"
 
+	"github.com/splicegen/splicegen/proto"
 	"golang.org/x/sys/unix"
 )
 
 // listenFD makes a loopback listener and returns its address and a dup'd fd for
 // recv --listen-fd (recv owns and closes the fd).
-func listenFD(t *testing.T) (string, int) {
+func listenFD(t *testing.T, protoName string) (string, int) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := proto.Lookup(protoName)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := ln.(*net.TCPListener).File()
+	ln, err := p.Listen("127.0.0.1:0", proto.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := ln.File()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,10 +51,18 @@ func runArgs(args ...string) result {
 	return result{code, o.String(), e.String()}
 }
 
-// pair runs recv and send in this process and returns both results.
+// pair runs recv and send over TCP in this process and returns both results.
 func pair(t *testing.T, recvArgs, sendArgs []string) (snd, rcv result) {
 	t.Helper()
-	addr, fd := listenFD(t)
+	return pairProto(t, "tcp", recvArgs, sendArgs)
+}
+
+// pairProto runs recv and send over a protocol in this process.
+func pairProto(t *testing.T, protoName string, recvArgs, sendArgs []string) (snd, rcv result) {
+	t.Helper()
+	addr, fd := listenFD(t, protoName)
+	recvArgs = append([]string{"-p", protoName}, recvArgs...)
+	sendArgs = append([]string{"-p", protoName}, sendArgs...)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -83,6 +96,13 @@ type side struct {
 
 type runJSON struct {
 	Sender, Receiver *side
+}
+
+func mustJSON(t *testing.T, s string, v any) {
+	t.Helper()
+	if err := json.Unmarshal([]byte(s), v); err != nil {
+		t.Fatalf("bad JSON: %v\n%s", err, s)
+	}
 }
 
 func decode(t *testing.T, r result) runJSON {

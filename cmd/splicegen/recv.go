@@ -50,6 +50,9 @@ func cmdRecv(args []string, stdout, stderr io.Writer) (int, error) {
 	if err := cfg.Validate(); err != nil {
 		return 0, err
 	}
+	if c.proto == "sctp" && sinkName == sink.SinkSplice {
+		return 0, usagef("--sink splice is not available for sctp: the receiver needs recvmsg for message boundaries and stream ids")
+	}
 	if idle <= 0 {
 		return 0, usagef("--idle %v: want a positive duration", idle)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -77,6 +78,9 @@ func cmdSend(args []string, stdout, stderr io.Writer) (int, error) {
 		dctx, dcancel := context.WithTimeout(ctx, 10*time.Second)
 		cn, err := plugin.Dial(dctx, addr, opts)
 		dcancel()
+		if errors.Is(err, proto.ErrNoSCTP) {
+			return exitUsage, err
+		}
 		if err != nil {
 			return exitFailed, fmt.Errorf("connect %s: %w", addr, err)
 		}

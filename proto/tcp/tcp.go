@@ -77,6 +77,8 @@ type listener struct {
 	o proto.Options
 }
 
+func (l *listener) File() (*os.File, error) { return l.TCPListener.File() }
+
 func (l *listener) Accept() (proto.Conn, error) {
 	c, err := l.AcceptTCP()
 	if err != nil {

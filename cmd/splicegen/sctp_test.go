@@ -1,0 +1,160 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/splicegen/splicegen/proto"
+	"golang.org/x/sys/unix"
+)
+
+// TestMain lets compare re-execute this test binary as splicegen itself (compare runs
+// os.Executable() for its receiver and sender children).
+func TestMain(m *testing.M) {
+	if os.Getenv("SPLICEGEN_TEST_AS_CLI") == "1" {
+		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+// haveSCTP reports whether this kernel can open an SCTP socket.
+func haveSCTP() bool {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, unix.IPPROTO_SCTP)
+	if err == nil {
+		unix.Close(fd)
+	}
+	return err == nil
+}
+
+// requireSCTP skips on a kernel without SCTP, but fails where SCTP must exist: the VM
+// suite sets SPLICEGEN_REQUIRE_SCTP=1, so a CI run cannot pass by skipping.
+func requireSCTP(t *testing.T) {
+	t.Helper()
+	if haveSCTP() {
+		return
+	}
+	if os.Getenv("SPLICEGEN_REQUIRE_SCTP") == "1" {
+		t.Fatal("SPLICEGEN_REQUIRE_SCTP=1 but this kernel has no SCTP")
+	}
+	t.Skip("kernel without SCTP (the VM suite in scripts/test.sh runs this test)")
+}
+
+type sctpRecv struct {
+	Receiver *struct {
+		side
+		Detail struct {
+			Streams []struct {
+				Lanes []struct {
+					SID      int    `json:"sid"`
+					Messages uint64 `json:"messages"`
+				} `json:"lanes"`
+				MsgSizes map[string]uint64 `json:"sctp_msg_sizes"`
+			}
+		}
+	}
+}
+
+func TestSCTPEndToEnd(t *testing.T) {
+	requireSCTP(t)
+	const total = 8 << 20
+	for _, mode := range []string{"splice", "write"} {
+		for _, size := range []string{"64KiB", "1000", "200KiB"} {
+			t.Run(mode+"/"+size, func(t *testing.T) {
+				snd, rcv := pairProto(t, "sctp", []string{"--json", "--verify"},
+					[]string{"--json", "--verify", "-m", mode, "-s", size, "--bytes", fmt.Sprint(total)})
+				if snd.code != 0 || rcv.code != 0 {
+					t.Fatalf("exit send %d recv %d: %s %s\n%s\n%s", snd.code, rcv.code, snd.stderr, rcv.stderr, snd.stdout, rcv.stdout)
+				}
+				s := decode(t, snd).Sender
+				var r sctpRecv
+				mustJSON(t, rcv.stdout, &r)
+				if s.Bytes < total || r.Receiver.Bytes != s.Bytes || r.Receiver.Messages != s.Messages {
+					t.Fatalf("sent %d/%d, received %d/%d", s.Bytes, s.Messages, r.Receiver.Bytes, r.Receiver.Messages)
+				}
+				if r.Receiver.Corrupt+r.Receiver.Lost+r.Receiver.Duplicate+r.Receiver.Truncated != 0 {
+					t.Fatalf("receiver: %+v", r.Receiver.side)
+				}
+				if mode == "splice" && s.Detail.Streams[0].VmsplicedB != s.Bytes {
+					t.Fatalf("splice path did not carry the data: %+v", s.Detail.Streams[0])
+				}
+				t.Logf("%s %s: SCTP message sizes as received: %v", mode, size, r.Receiver.Detail.Streams[0].MsgSizes)
+			})
+		}
+	}
+}
+
+func TestSCTPStreamRotation(t *testing.T) {
+	requireSCTP(t)
+	for _, mode := range []string{"splice", "write"} {
+		snd, rcv := pairProto(t, "sctp", []string{"--json", "--verify"},
+			[]string{"--json", "--verify", "-m", mode, "-s", "8k", "-n", "400", "--sctp-streams", "4", "--sctp-ppid", "51"})
+		if snd.code != 0 || rcv.code != 0 {
+			t.Fatalf("exit send %d recv %d: %s %s\n%s", snd.code, rcv.code, snd.stderr, rcv.stderr, rcv.stdout)
+		}
+		var r sctpRecv
+		mustJSON(t, rcv.stdout, &r)
+		lanes := r.Receiver.Detail.Streams[0].Lanes
+		if len(lanes) != 4 || r.Receiver.Corrupt+r.Receiver.Lost+r.Receiver.Duplicate != 0 {
+			t.Fatalf("%s: want 4 stream ids, got %+v (receiver %+v)", mode, lanes, r.Receiver.side)
+		}
+		for i, l := range lanes {
+			if l.SID != i || l.Messages != 100 {
+				t.Fatalf("%s: stream ids %+v, want 100 messages on each of 0..3", mode, lanes)
+			}
+		}
+	}
+}
+
+func TestSCTPBadInput(t *testing.T) {
+	requireSCTP(t)
+	for _, args := range [][]string{
+		{"recv", "-p", "sctp", "--sink", "splice", "127.0.0.1:0"},
+		{"send", "-p", "sctp", "-m", "sendfile", "127.0.0.1:9"},
+		{"send", "-p", "sctp", "--sctp-streams", "0", "127.0.0.1:9"},
+		{"send", "-p", "sctp", "--sctp-streams", "70000", "127.0.0.1:9"},
+		{"send", "-p", "sctp", "-s", "12", "127.0.0.1:9"},
+	} {
+		r := runArgs(args...)
+		if r.code != 2 || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
+			t.Errorf("%q: exit %d, stderr %q", args, r.code, r.stderr)
+		}
+	}
+	// A receiver fed garbage over SCTP reports lost framing, not a panic.
+	snd, rcv := pairProto(t, "sctp", []string{"--json", "--verify"}, []string{"--json", "--format", "raw", "-s", "100", "-n", "10"})
+	if snd.code != 0 || rcv.code == 0 || !strings.Contains(rcv.stdout, "framing lost") {
+		t.Fatalf("garbage: send %d recv %d %s", snd.code, rcv.code, rcv.stdout)
+	}
+}
+
+func TestSCTPCompare(t *testing.T) {
+	requireSCTP(t)
+	t.Setenv("SPLICEGEN_TEST_AS_CLI", "1")
+	r := runArgs("compare", "-p", "sctp", "--bytes", "16MiB", "--repeat", "1", "-m", "splice,write", "--json", t.TempDir()+"/c.json")
+	if r.code != 0 || !strings.Contains(r.stdout, "splice into SCTP is copied by the kernel") || !strings.Contains(r.stdout, "write/splice") {
+		t.Fatalf("exit %d: %s\n%s", r.code, r.stderr, r.stdout)
+	}
+	t.Log("\n" + r.stdout)
+}
+
+// On a kernel without SCTP: one clear line and exit 2, for send, recv and compare.
+func TestSCTPUnsupportedKernel(t *testing.T) {
+	if haveSCTP() {
+		t.Skip("this kernel has SCTP")
+	}
+	for _, args := range [][]string{
+		{"send", "-p", "sctp", "127.0.0.1:5500"},
+		{"recv", "-p", "sctp", "127.0.0.1:0"},
+		{"compare", "-p", "sctp"},
+	} {
+		r := runArgs(args...)
+		if r.code != 2 || !strings.Contains(r.stderr, proto.ErrNoSCTP.Error()) || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
+			t.Errorf("%q: exit %d, stderr %q", args, r.code, r.stderr)
+		}
+	}
+	if !errors.Is(proto.Probe()[4].Err, proto.ErrNoSCTP) {
+		t.Errorf("probe does not report the missing SCTP: %+v", proto.Probe()[4])
+	}
+}
