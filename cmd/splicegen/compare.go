@@ -97,6 +97,9 @@ func cmdCompare(args []string, stdout, stderr io.Writer) (int, error) {
 	if c.nodelay {
 		base = append(base, "--nodelay")
 	}
+	if c.sndbuf != "" {
+		base = append(base, "--sndbuf", c.sndbuf)
+	}
 	plugin, err := proto.Lookup(c.proto)
 	if err != nil {
 		return 0, err
@@ -232,6 +235,9 @@ func runPair(ctx context.Context, exe string, sendArgs []string, sinkName string
 		"--format", c.format, "--idle", "20s"}
 	if c.verify {
 		rargs = append(rargs, "--verify")
+	}
+	if c.rcvbuf != "" {
+		rargs = append(rargs, "--rcvbuf", c.rcvbuf)
 	}
 	sargs := append([]string{"send", "--json", "-i", "0"}, sendArgs...)
 	if cpuRcv != "" {
