@@ -59,6 +59,9 @@ type sctpRecv struct {
 
 func TestSCTPEndToEnd(t *testing.T) {
 	requireSCTP(t)
+	var u unix.Utsname
+	unix.Uname(&u)
+	t.Logf("guest kernel %s", unix.ByteSliceToString(u.Release[:]))
 	const total = 1 << 20 // small: SCTP on loopback in the TCG VM is timer-bound (README)
 	for _, mode := range []string{"splice", "write"} {
 		for _, size := range []string{"64KiB", "1000", "200KiB"} {
