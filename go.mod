@@ -8,4 +8,4 @@ require (
 	golang.org/x/term v0.48.0
 )
 
-require github.com/ishidawataru/sctp v0.0.0-20251114114122-19ddcbc6aae2 // indirect
+require github.com/ishidawataru/sctp v0.0.0-20251114114122-19ddcbc6aae2
