@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"runtime"
 	"sync"
@@ -36,6 +37,10 @@ type StreamStats struct {
 	WriteCalls    uint64 `json:"write_calls,omitempty"`
 	SendfileCalls uint64 `json:"sendfile_calls,omitempty"`
 	Waits         uint64 `json:"waits"` // EAGAIN: socket full, waited for the poller
+	// MSG_ZEROCOPY: notification ids completed, and how many of them the kernel copied
+	// anyway (SO_EE_CODE_ZEROCOPY_COPIED; on loopback all, skb_orphan_frags_rx).
+	ZCCompleted uint64 `json:"zc_completed,omitempty"`
+	ZCCopied    uint64 `json:"zc_copied,omitempty"`
 }
 
 // SendStats are a whole send's figures.
@@ -76,7 +81,7 @@ func NewSender(spec Spec, conns []proto.Conn) (*Sender, error) {
 	if len(conns) != spec.Streams {
 		return nil, fmt.Errorf("gen: %d conns for %d streams", len(conns), spec.Streams)
 	}
-	if spec.Mode != ModeSplice && spec.Mode != ModeWrite && spec.Mode != ModeSendfile {
+	if spec.Mode != ModeSplice && spec.Mode != ModeWrite && spec.Mode != ModeSendfile && spec.Mode != ModeZerocopy {
 		return nil, usagef("mode %q is not implemented yet", spec.Mode)
 	}
 	if spec.IO == "" {
@@ -153,7 +158,9 @@ func (s *Sender) Run(ctx context.Context) (*SendStats, error) {
 	wg.Wait()
 	s.stats.Real = time.Since(start)
 	for _, st := range s.streams {
-		s.stats.Streams = append(s.stats.Streams, st.stats())
+		ss := st.stats()
+		s.stats.Streams = append(s.stats.Streams, ss)
+		s.stats.Fallbacks += int(ss.ZCCopied)
 	}
 	if b, err := s.streams[0].conn.Buffers(); err == nil {
 		s.stats.Buffers = b
@@ -203,6 +210,8 @@ type stream struct {
 	laneErr error
 	laneFn  func(fd uintptr)
 
+	zc *zcState // MSG_ZEROCOPY mode only
+
 	c                                                  Counters
 	vmCalls, vmBytes, spCalls, wrCalls, sfCalls, waits uint64
 	nettestCRC                                         uint64 // CRC of the constant payload (no --verify)
@@ -220,6 +229,13 @@ func newStream(s *Sender, id uint32, c proto.Conn) (*stream, error) {
 			return nil, err
 		}
 	}
+	// A native receiver reports its receive-queue bound first; always read it, so no
+	// unread byte is left in our receive queue at close (that would reset, tcp(7)).
+	var peer int
+	var helloOK bool
+	if spec.Format == FormatNative {
+		peer, helloOK = readHello(c)
+	}
 	// Every mode reads its messages from the same ring, so a comparison isolates the
 	// syscall: same framing, same payload, same (cache-cold) memory. --hot-buffer makes
 	// write re-send one cache-hot buffer instead (safe: write copies).
@@ -231,9 +247,17 @@ func newStream(s *Sender, id uint32, c proto.Conn) (*stream, error) {
 		}
 		st.rule = pages.Rule{SndBuf: b.SndBufMax, PeerRcvBuf: b.PeerRcvBufMax, Pipe: st.pipeCap,
 			Msg: pages.RoundUp(spec.Size), MarginPct: pages.DefaultMarginPct, Why: b.Why}
+		switch {
+		case helloOK:
+			st.rule.PeerRcvBuf = peer
+			st.rule.Why += "; the receiver reported its bound: " + pages.Human(peer)
+		case spec.Format == FormatNative:
+			st.rule.Why += "; the receiver reported nothing: worst case for a local peer"
+		}
 		ringBytes = st.rule.Bytes()
 		if spec.Ring > 0 {
-			if spec.Ring < ringBytes && !spec.Unsafe {
+			// Zerocopy recycles on the kernel's notifications: any ring is safe.
+			if spec.Ring < ringBytes && !spec.Unsafe && spec.Mode != ModeZerocopy {
 				return nil, usagef("--ring %d is below the safe size %d (%v); add --unsafe-ring to demonstrate the hazard",
 					spec.Ring, ringBytes, st.rule)
 			}
@@ -263,6 +287,11 @@ func newStream(s *Sender, id uint32, c proto.Conn) (*stream, error) {
 		st.step = st.writeStep
 	case ModeSendfile:
 		st.step = st.sendfileStep
+	case ModeZerocopy:
+		st.step = st.zcStep
+		if err := st.setupZerocopy(); err != nil {
+			return nil, err
+		}
 	}
 	if spec.IO == "block" {
 		if err := st.openBlocking(); err != nil {
@@ -328,9 +357,13 @@ func (st *stream) close() {
 }
 
 func (st *stream) stats() StreamStats {
-	return StreamStats{Stream: st.id, Bytes: st.c.Bytes.Load(), Messages: st.c.Messages.Load(),
+	ss := StreamStats{Stream: st.id, Bytes: st.c.Bytes.Load(), Messages: st.c.Messages.Load(),
 		VmspliceCalls: st.vmCalls, VmsplicedB: st.vmBytes, SpliceCalls: st.spCalls,
 		WriteCalls: st.wrCalls, SendfileCalls: st.sfCalls, Waits: st.waits}
+	if st.zc != nil {
+		ss.ZCCompleted, ss.ZCCopied = st.zc.t.completions, st.zc.t.copied
+	}
+	return ss
 }
 
 // run is the send loop of one stream.
@@ -342,6 +375,7 @@ func (st *stream) run() error {
 	spec := &st.s.spec
 	size := uint64(spec.Size)
 	var now int64
+	var idx int // ring buffer of the current message (zerocopy bookkeeping)
 	for seq := uint64(0); st.limit < 0 || seq < uint64(st.limit); seq++ {
 		if st.s.stop.Load() {
 			break
@@ -356,6 +390,15 @@ func (st *stream) run() error {
 		} else {
 			buf, off := st.ring.Next()
 			st.msg, st.off = buf[:spec.Size], off
+			if st.zc != nil {
+				idx = int(off) / len(buf)
+				if err := st.zcReclaim(idx); err != nil {
+					if st.s.stop.Load() {
+						return nil
+					}
+					return fmt.Errorf("stream %d, message %d: waiting for zerocopy completion: %w", st.id, seq, err)
+				}
+			}
 		}
 		st.frame(seq, now)
 		if st.lanes > 1 {
@@ -371,10 +414,29 @@ func (st *stream) run() error {
 			}
 			return fmt.Errorf("stream %d, message %d: %w", st.id, seq, err)
 		}
+		if st.zc != nil {
+			st.zc.last[idx], st.zc.used[idx] = st.zc.t.next-1, true
+		}
 		st.c.Bytes.Add(size)
 		st.c.Messages.Add(1)
 	}
+	if st.zc != nil {
+		st.zcFinish()
+	}
 	return nil
+}
+
+// zcFinish waits (two seconds at most) for the last notifications, so the COPIED count
+// covers the whole run.
+func (st *stream) zcFinish() {
+	z := st.zc
+	if z.t.next == z.t.base {
+		return
+	}
+	st.conn.SetWriteDeadline(time.Now().Add(2 * time.Second))
+	z.target = z.t.next - 1
+	for !z.t.doneThrough(z.target) && st.rc.Write(z.waitFn) == nil && z.err == nil {
+	}
 }
 
 // frame writes the header (and with --verify the payload) of message seq into st.msg.
@@ -522,4 +584,19 @@ func (st *stream) sendfileStep(fd uintptr) bool {
 		st.done += n
 	}
 	return true
+}
+
+// readHello reads the receiver's report (gen.PutHello), waiting at most two seconds.
+func readHello(c proto.Conn) (int, bool) {
+	var h [HelloLen]byte
+	c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	defer c.SetReadDeadline(time.Time{})
+	if _, err := io.ReadFull(c, h[:]); err != nil {
+		return 0, false
+	}
+	v, err := ParseHello(h[:])
+	if err != nil || v == 0 || v > 1<<40 {
+		return 0, false
+	}
+	return int(v), true
 }

@@ -30,6 +30,9 @@ func loopback(tb testing.TB) (proto.Conn, <-chan int64) {
 			return
 		}
 		defer c.Close()
+		var h [gen.HelloLen]byte
+		gen.PutHello(h[:], 1<<20)
+		c.Write(h[:])
 		n, _ := io.CopyBuffer(io.Discard, struct{ io.Reader }{c}, make([]byte, 256<<10))
 		got <- n
 	}()
@@ -55,7 +58,7 @@ func send(tb testing.TB, spec gen.Spec) (*gen.SendStats, int64) {
 	return st, <-got
 }
 
-var modes = []string{gen.ModeSplice, gen.ModeWrite, gen.ModeSendfile}
+var modes = []string{gen.ModeSplice, gen.ModeWrite, gen.ModeSendfile, gen.ModeZerocopy}
 
 // The data path allocates nothing per message: ten times the messages, no more
 // allocations than a fixed setup allowance.

@@ -26,6 +26,7 @@ type Buffers struct {
 	SndBuf        int    `json:"sndbuf"`          // getsockopt(SO_SNDBUF) now
 	RcvBuf        int    `json:"rcvbuf"`          // getsockopt(SO_RCVBUF) now
 	SndBufMax     int    `json:"sndbuf_max"`      // SndBuf if locked by --sndbuf, else the autotune limit
+	RcvBufMax     int    `json:"rcvbuf_max"`      // RcvBuf if locked by --rcvbuf, else the autotune limit
 	PeerRcvBufMax int    `json:"peer_rcvbuf_max"` // the most a receiver on this host may queue
 	Why           string `json:"why"`
 }

@@ -179,6 +179,9 @@ func Text(w io.Writer, r *Run) {
 		fmt.Fprintf(w, "sender:   %s  %s in %d messages, %.2f Gbit/s, %.0f msg/s, %.0f ms CPU/GiB\n",
 			s.SeedLine(), Human(s.Bytes), s.Messages, s.GbitS, s.PPS, s.CPUMsPerGiB)
 		fmt.Fprintf(w, "          page ring %s per stream, sndbuf %s, fallbacks %d\n", Human(uint64(s.RingBytes)), Human(uint64(s.Sndbuf)), s.Fallbacks)
+		if r.Mode == "zerocopy" && s.Fallbacks > 0 {
+			fmt.Fprintf(w, "note: the kernel copied anyway: %d MSG_ZEROCOPY completions flagged SO_EE_CODE_ZEROCOPY_COPIED (on loopback all are: the receive path copies)\n", s.Fallbacks)
+		}
 	}
 	if v := r.Receiver; v != nil {
 		fmt.Fprintf(w, "receiver: %s  %s in %d messages, %.2f Gbit/s, %.0f msg/s, %.0f ms CPU/GiB (sink %s)\n",

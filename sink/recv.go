@@ -224,6 +224,11 @@ func (r *Receiver) expected() int {
 func (r *Receiver) drain(c proto.Conn) (StreamStats, error) {
 	defer c.Close()
 	ck := newChecker(r.cfg.Format, r.cfg.Verify, r.cfg.Size)
+	if r.cfg.Format == gen.FormatNative {
+		if err := sendHello(c); err != nil {
+			return ck.end(), err
+		}
+	}
 	var err error
 	var st StreamStats
 	if mr, ok := c.(proto.MessageReader); ok {
@@ -465,4 +470,18 @@ func (r *Receiver) drainMessages(mr proto.MessageReader) (StreamStats, error) {
 		err = errors.New(st.Error)
 	}
 	return st, err
+}
+
+// sendHello reports this end's receive-queue bound to the sender (gen.PutHello).
+func sendHello(c proto.Conn) error {
+	b, err := c.Buffers()
+	if err != nil {
+		return err
+	}
+	var h [gen.HelloLen]byte
+	gen.PutHello(h[:], uint64(b.RcvBufMax))
+	c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	defer c.SetWriteDeadline(time.Time{})
+	_, err = c.Write(h[:])
+	return err
 }

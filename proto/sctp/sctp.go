@@ -433,6 +433,10 @@ func (c *Conn) Buffers() (proto.Buffers, error) {
 	if c.o.SndBuf == 0 {
 		b.SndBufMax = max(b.SndBuf, wmem[2])
 	}
+	b.RcvBufMax = b.RcvBuf
+	if c.o.RcvBuf == 0 {
+		b.RcvBufMax = max(b.RcvBuf, rmem[2])
+	}
 	b.PeerRcvBufMax = max(rmem[2], 2*rmemMax)
 	b.Why = "sctp: sndbuf up to sctp_wmem[2]; local peer may queue max(sctp_rmem[2], 2*rmem_max); the kernel copies spliced data"
 	return b, nil

@@ -23,10 +23,10 @@ func (Plugin) Name() string { return "tcp" }
 // Supports: every send mode of issue 2 runs on TCP.
 func (Plugin) Supports(mode string) error {
 	switch mode {
-	case "splice", "write", "sendfile":
+	case "splice", "write", "sendfile", "zerocopy":
 		return nil
 	}
-	return fmt.Errorf("mode %q is not implemented for tcp (have splice, write, sendfile)", mode)
+	return fmt.Errorf("mode %q is not implemented for tcp (have splice, write, sendfile, zerocopy)", mode)
 }
 
 func control(o proto.Options) func(string, string, syscall.RawConn) error {
@@ -129,6 +129,10 @@ func (c *Conn) Buffers() (proto.Buffers, error) {
 	if c.o.SndBuf == 0 {
 		b.SndBufMax = max(b.SndBuf, wmem[2])
 		sndWhy = "sndbuf autotuned up to tcp_wmem[2]"
+	}
+	b.RcvBufMax = b.RcvBuf
+	if c.o.RcvBuf == 0 {
+		b.RcvBufMax = max(b.RcvBuf, rmem[2])
 	}
 	b.PeerRcvBufMax = max(rmem[2], 2*rmemMax)
 	b.Why = sndWhy + "; local peer may queue max(tcp_rmem[2], 2*rmem_max)"
