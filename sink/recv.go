@@ -32,6 +32,9 @@ type Config struct {
 	Streams int // connections to wait for; 0: from the native header, else 1
 	// Idle ends a started test when no byte arrives for this long (peer gone); 0: 30s.
 	Idle time.Duration
+	// Stall makes the read sink sleep after every read: a slow reader whose queue stays
+	// full, the worst case for the sender's page reuse.
+	Stall time.Duration
 }
 
 // Stats are a whole receive's figures.
@@ -74,6 +77,12 @@ func (cfg *Config) Validate() error {
 	}
 	if cfg.Size < 0 || cfg.Size > gen.MaxMessage {
 		return fmt.Errorf("%w: --size %d out of range", gen.ErrUsage, cfg.Size)
+	}
+	if cfg.Stall < 0 || cfg.Stall > time.Second {
+		return fmt.Errorf("%w: --stall %v out of range 0..1s", gen.ErrUsage, cfg.Stall)
+	}
+	if cfg.Stall > 0 && cfg.Sink != SinkRead {
+		return fmt.Errorf("%w: --stall needs --sink read", gen.ErrUsage)
 	}
 	if cfg.Streams < 0 || cfg.Streams > 1024 {
 		return fmt.Errorf("%w: --streams %d out of range 0..1024", gen.ErrUsage, cfg.Streams)
@@ -261,6 +270,9 @@ func (r *Receiver) drainRead(c proto.Conn, ck *checker) error {
 			ck.feed(buf[:n])
 			r.progress.Add(uint64(n))
 			r.learn(ck)
+			if r.cfg.Stall > 0 {
+				time.Sleep(r.cfg.Stall)
+			}
 		}
 		if err == io.EOF {
 			return nil

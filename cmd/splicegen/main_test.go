@@ -186,6 +186,24 @@ func TestZerocopySmallRingClean(t *testing.T) {
 	t.Logf("zerocopy: %d completions, %d COPIED", s.Sender.Detail.Streams[0].ZCCompleted, s.Sender.Fallbacks)
 }
 
+// Proof 2 of the page-reuse rule: the default ring, autotuned buffers, a receiver that
+// stalls after every read (its queue stays full), at least 1 GiB: nothing corrupt.
+func TestDefaultRingStalledReceiverClean(t *testing.T) {
+	if testing.Short() {
+		t.Skip("1 GiB run")
+	}
+	snd, rcv := pair(t, []string{"--json", "--verify", "--stall", "1ms"},
+		[]string{"--json", "--verify", "--bytes", "1GiB"})
+	if snd.code != 0 || rcv.code != 0 {
+		t.Fatalf("exit send %d recv %d: %s %s\n%s", snd.code, rcv.code, snd.stderr, rcv.stderr, rcv.stdout)
+	}
+	s, r := decode(t, snd).Sender, decode(t, rcv).Receiver
+	if r.Bytes != 1<<30 || r.Bytes != s.Bytes || r.Corrupt+r.Lost+r.Duplicate+r.Truncated != 0 {
+		t.Fatalf("sender %+v receiver %+v", s, r)
+	}
+	t.Logf("ring %d bytes, 1 GiB through a stalling receiver, 0 corrupt", s.RingBytes)
+}
+
 func TestMultiStreamTime(t *testing.T) {
 	snd, rcv := pair(t, []string{"--json", "--verify"}, []string{"--json", "--verify", "-P", "3", "-t", "1s"})
 	if snd.code != 0 || rcv.code != 0 {
@@ -300,6 +318,8 @@ func TestBadInput(t *testing.T) {
 		{"recv", "--format", "nettest"},
 		{"recv", "127.0.0.1:abc"},
 		{"recv", "--idle", "0s"},
+		{"recv", "--stall", "5s"},
+		{"recv", "--stall", "1ms", "--sink", "splice"},
 		{"compare", "--repeat", "0"},
 		{"compare", "-m", "teleport"},
 		{"compare", "-s", "0"},

@@ -17,10 +17,11 @@ func cmdRecv(args []string, stdout, stderr io.Writer) (int, error) {
 	c.addOutput()
 	var sinkName string
 	var listenFD int
-	var idle time.Duration
+	var idle, stall time.Duration
 	c.fs.StringVar(&sinkName, "sink", "read", "sink: read (read(2)) or splice (socket → pipe → /dev/null)")
 	c.fs.StringVarP(&c.size, "size", "s", "", "message size (needed for --format nettest/raw; native learns it)")
 	c.fs.DurationVar(&idle, "idle", 30*time.Second, "end a started test when nothing arrives for this long")
+	c.fs.DurationVar(&stall, "stall", 0, "sleep this long after every read (a slow reader; the page-reuse proof)")
 	c.fs.IntVar(&listenFD, "listen-fd", -1, "use this inherited listening socket (compare's children)")
 	c.fs.MarkHidden("listen-fd")
 	c.fs.Lookup("streams").DefValue = "0"
@@ -36,7 +37,7 @@ func cmdRecv(args []string, stdout, stderr io.Writer) (int, error) {
 	if err != nil {
 		return 0, usageErr{err.Error()}
 	}
-	cfg := sink.Config{Sink: sinkName, Verify: c.verify, Format: format, Streams: c.streams, Idle: idle}
+	cfg := sink.Config{Sink: sinkName, Verify: c.verify, Format: format, Streams: c.streams, Idle: idle, Stall: stall}
 	if c.size != "" {
 		n, err := parseSize(c.size)
 		if err != nil {
