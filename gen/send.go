@@ -363,7 +363,7 @@ func (st *stream) run() error {
 	// (--cpu) then applies to a stream, not to whichever thread the scheduler picked.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	if st.u != nil && st.u.batch > 1 {
+	if st.u != nil && st.u.mm != nil { // mmsg, gso
 		return st.runBatch()
 	}
 	spec := &st.s.spec

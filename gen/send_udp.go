@@ -45,14 +45,23 @@ type dgram struct {
 	iov      []unix.Iovec
 	k, sent  int    // datagrams in this batch, sent so far
 	span     []byte // gso: the batch's contiguous bytes
+	gsoMsg   unix.Msghdr
+	gsoIov   [1]unix.Iovec
+	gsoCtl   []byte // cmsg UDP_SEGMENT (u16 segment size)
 	mmCalls  uint64
 	gsoCalls uint64
 	ends     uint64
 	fallback string // why gso was demoted (empty: not demoted)
 }
 
-// Test hooks: the GSO super-buffer write, swapped to inject EIO.
-var gsoWrite = unix.Write
+// Test hook: the GSO super-buffer send, swapped to inject EIO.
+var gsoSendmsg = func(fd int, msg *unix.Msghdr) error {
+	_, _, e := unix.Syscall(unix.SYS_SENDMSG, uintptr(fd), uintptr(unsafe.Pointer(msg)), 0)
+	if e != 0 {
+		return e
+	}
+	return nil
+}
 
 // modeImplemented reports whether gen can run mode on c.
 func modeImplemented(mode string, c proto.Conn) error {
@@ -141,14 +150,13 @@ func (st *stream) setupDgram(d proto.Datagram) error {
 		st.step = st.mmsgStep
 		if spec.Mode == ModeGSO {
 			if !u.caps.GSO && !strings.HasPrefix(u.caps.GSOWhy, "disabled by ") {
-				return fmt.Errorf("%w: %s", ErrGSOUnavailable, u.caps.GSOWhy)
+				return usagef("%v: %s", ErrGSOUnavailable, u.caps.GSOWhy)
 			}
 			if !u.caps.GSO {
 				// The kill switch forces the fallback path: reported, not hidden.
 				u.fallback = "gso " + u.caps.GSOWhy + ": sent with sendmmsg"
-			} else if err := st.setGSO(spec.Size); err != nil {
-				return err
 			} else {
+				st.setGSO(spec.Size)
 				st.step = st.gsoStep
 			}
 		}
@@ -159,15 +167,19 @@ func (st *stream) setupDgram(d proto.Datagram) error {
 	return nil
 }
 
-// setGSO sets the socket's segment size (udp(7) UDP_SEGMENT; 0 turns it off).
-func (st *stream) setGSO(size int) error {
-	var serr error
-	if err := st.rc.Control(func(fd uintptr) {
-		serr = unix.SetsockoptInt(int(fd), unix.SOL_UDP, unix.UDP_SEGMENT, size)
-	}); err != nil {
-		return err
-	}
-	return os.NewSyscallError("setsockopt UDP_SEGMENT", serr)
+// setGSO builds the per-call UDP_SEGMENT cmsg (udp(7): a u16 segment size). Per call,
+// not per socket (setsockopt): measured on 6.18 loopback, a send no longer than the
+// socket-level segment size (a batch of one) silently never arrived; with the cmsg a
+// batch of one goes without it, as a plain datagram.
+func (st *stream) setGSO(size int) {
+	u := st.u
+	u.gsoCtl = make([]byte, unix.CmsgSpace(2))
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&u.gsoCtl[0]))
+	h.Level, h.Type = unix.SOL_UDP, unix.UDP_SEGMENT
+	h.SetLen(unix.CmsgLen(2))
+	*(*uint16)(unsafe.Pointer(&u.gsoCtl[unix.CmsgLen(0)])) = uint16(size)
+	u.gsoMsg.Iov = &u.gsoIov[0]
+	u.gsoMsg.SetIovlen(1)
 }
 
 // openDgramPipe sizes the pipe for one whole datagram: one splice(2) call is one
@@ -271,14 +283,24 @@ func (st *stream) mmsgStep(fd uintptr) bool {
 	return true
 }
 
-// gsoStep writes the batch as one super-buffer; the kernel cuts it into datagrams of
-// the UDP_SEGMENT size. EIO means the route's device can't checksum-offload the
-// segments (net/ipv4/udp.c udp_send_skb: "ip_summed != CHECKSUM_PARTIAL ... -EIO"):
-// demote to sendmmsg for the rest of the run and resend this batch, as wireguard-go does.
+// gsoStep sends the batch as one super-buffer with sendmsg(2) and a UDP_SEGMENT cmsg;
+// the kernel cuts it into datagrams of that size. EIO means the route's device can't
+// checksum-offload the segments (net/ipv4/udp.c udp_send_skb: "ip_summed !=
+// CHECKSUM_PARTIAL ... -EIO"): demote to sendmmsg for the rest of the run and resend
+// this batch, as wireguard-go does.
 func (st *stream) gsoStep(fd uintptr) bool {
+	u := st.u
+	u.gsoIov[0].Base = &u.span[0]
+	u.gsoIov[0].SetLen(len(u.span))
+	if u.k > 1 {
+		u.gsoMsg.Control = &u.gsoCtl[0]
+		u.gsoMsg.SetControllen(len(u.gsoCtl))
+	} else {
+		u.gsoMsg.Control = nil
+		u.gsoMsg.SetControllen(0)
+	}
 	for {
-		_, err := gsoWrite(int(fd), st.u.span)
-		st.u.gsoCalls++
+		err := gsoSendmsg(int(fd), &u.gsoMsg)
 		switch {
 		case err == unix.EAGAIN:
 			st.waits++
@@ -286,15 +308,15 @@ func (st *stream) gsoStep(fd uintptr) bool {
 		case err == unix.EINTR:
 			continue
 		case err == unix.EIO:
-			st.u.fallback = "gso demoted to sendmmsg: " + os.NewSyscallError("write", err).Error()
-			unix.SetsockoptInt(int(fd), unix.SOL_UDP, unix.UDP_SEGMENT, 0)
+			u.fallback = "gso demoted to sendmmsg: " + os.NewSyscallError("sendmsg", err).Error()
 			st.step = st.mmsgStep
 			return st.mmsgStep(fd)
 		case err != nil:
-			st.err = os.NewSyscallError("write (gso)", err)
+			st.err = os.NewSyscallError("sendmsg (gso)", err)
 			return true
 		}
-		st.u.sent = st.u.k
+		u.gsoCalls++ // super-buffers sent: the kernel's OutDatagrams counts these
+		u.sent = u.k
 		return true
 	}
 }
