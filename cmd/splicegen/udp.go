@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"os"
@@ -172,4 +171,3 @@ func lossIntervals(w io.Writer, every time.Duration, stop <-chan struct{}, progr
 	}
 }
 
-var _ = context.Background
