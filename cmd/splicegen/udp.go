@@ -170,4 +170,3 @@ func lossIntervals(w io.Writer, every time.Duration, stop <-chan struct{}, progr
 		}
 	}
 }
-
