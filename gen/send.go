@@ -39,8 +39,13 @@ type StreamStats struct {
 	Waits         uint64 `json:"waits"` // EAGAIN: socket full, waited for the poller
 	// MSG_ZEROCOPY: notification ids completed, and how many of them the kernel copied
 	// anyway (SO_EE_CODE_ZEROCOPY_COPIED; on loopback all, skb_orphan_frags_rx).
-	ZCCompleted uint64 `json:"zc_completed,omitempty"`
-	ZCCopied    uint64 `json:"zc_copied,omitempty"`
+	ZCCompleted   uint64 `json:"zc_completed,omitempty"`
+	ZCCopied      uint64 `json:"zc_copied,omitempty"`
+	SendmmsgCalls uint64 `json:"sendmmsg_calls,omitempty"`
+	GSOCalls      uint64 `json:"gso_calls,omitempty"`
+	EndDatagrams  uint64 `json:"end_datagrams,omitempty"` // UDP: end-of-test datagrams that went out
+	PaceSleeps    uint64 `json:"pace_sleeps,omitempty"`
+	Fallback      string `json:"fallback,omitempty"` // why the mode was demoted at run time
 }
 
 // SendStats are a whole send's figures.
@@ -81,8 +86,8 @@ func NewSender(spec Spec, conns []proto.Conn) (*Sender, error) {
 	if len(conns) != spec.Streams {
 		return nil, fmt.Errorf("gen: %d conns for %d streams", len(conns), spec.Streams)
 	}
-	if spec.Mode != ModeSplice && spec.Mode != ModeWrite && spec.Mode != ModeSendfile && spec.Mode != ModeZerocopy {
-		return nil, usagef("mode %q is not implemented yet", spec.Mode)
+	if err := modeImplemented(spec.Mode, conns[0]); err != nil {
+		return nil, err
 	}
 	if spec.IO == "" {
 		spec.IO = "poll"
@@ -162,6 +167,15 @@ func (s *Sender) Run(ctx context.Context) (*SendStats, error) {
 		s.stats.Streams = append(s.stats.Streams, ss)
 		s.stats.Fallbacks += int(ss.ZCCopied)
 	}
+	s.sendEnds() // UDP only
+	for i, st := range s.streams {
+		if st.u != nil {
+			s.stats.Streams[i].EndDatagrams = st.u.ends
+			if st.u.fallback != "" {
+				s.stats.Fallbacks++
+			}
+		}
+	}
 	if b, err := s.streams[0].conn.Buffers(); err == nil {
 		s.stats.Buffers = b
 	}
@@ -215,6 +229,8 @@ type stream struct {
 	c                                                  Counters
 	vmCalls, vmBytes, spCalls, wrCalls, sfCalls, waits uint64
 	nettestCRC                                         uint64 // CRC of the constant payload (no --verify)
+	u                                                  *dgram // datagram sockets (send_udp.go), nil otherwise
+	pace                                               *Pacer // --rate/--pps, nil otherwise
 }
 
 func newStream(s *Sender, id uint32, c proto.Conn) (*stream, error) {
@@ -224,6 +240,19 @@ func newStream(s *Sender, id uint32, c proto.Conn) (*stream, error) {
 		return nil, err
 	}
 	spec := &s.spec
+	if r := spec.perStream(); r > 0 {
+		st.pace = NewPacer(r, max(1, spec.Batch))
+	}
+	if d, ok := c.(proto.Datagram); ok {
+		if err := st.setupDgram(d); err != nil {
+			st.close()
+			return nil, err
+		}
+		if r := spec.perStream(); r > 0 {
+			st.pace = NewPacer(r, st.u.batch)
+		}
+		return st, nil
+	}
 	if spec.Mode == ModeSplice {
 		if err := st.openPipe(); err != nil {
 			return nil, err
@@ -357,13 +386,17 @@ func (st *stream) close() {
 }
 
 func (st *stream) stats() StreamStats {
-	ss := StreamStats{Stream: st.id, Bytes: st.c.Bytes.Load(), Messages: st.c.Messages.Load(),
+	s := StreamStats{Stream: st.id, Bytes: st.c.Bytes.Load(), Messages: st.c.Messages.Load(),
 		VmspliceCalls: st.vmCalls, VmsplicedB: st.vmBytes, SpliceCalls: st.spCalls,
 		WriteCalls: st.wrCalls, SendfileCalls: st.sfCalls, Waits: st.waits}
 	if st.zc != nil {
-		ss.ZCCompleted, ss.ZCCopied = st.zc.t.completions, st.zc.t.copied
+		s.ZCCompleted, s.ZCCopied = st.zc.t.completions, st.zc.t.copied
 	}
-	return ss
+	if st.pace != nil {
+		s.PaceSleeps = st.pace.Sleeps
+	}
+	st.dgramStats(&s)
+	return s
 }
 
 // run is the send loop of one stream.
@@ -372,12 +405,18 @@ func (st *stream) run() error {
 	// (--cpu) then applies to a stream, not to whichever thread the scheduler picked.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	if st.u != nil && st.u.mm != nil { // mmsg, gso
+		return st.runBatch()
+	}
 	spec := &st.s.spec
 	size := uint64(spec.Size)
 	var now int64
 	var idx int // ring buffer of the current message (zerocopy bookkeeping)
 	for seq := uint64(0); st.limit < 0 || seq < uint64(st.limit); seq++ {
 		if st.s.stop.Load() {
+			break
+		}
+		if st.pace != nil && !st.pace.Wait(1, &st.s.stop) {
 			break
 		}
 		// The send timestamp is read every 16 messages, not per message: it is for

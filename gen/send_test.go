@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"runtime"
 	"testing"
 
 	"github.com/splicegen/splicegen/gen"
 	"github.com/splicegen/splicegen/proto"
 	"github.com/splicegen/splicegen/proto/tcp"
+	"github.com/splicegen/splicegen/proto/udp"
 )
 
 // loopback returns a connected TCP pair's sending side; the receiving side is drained
@@ -132,6 +134,40 @@ func BenchmarkSend(b *testing.B) {
 				c.Close()
 				<-got
 			})
+		}
+	}
+}
+
+// The datagram modes allocate nothing per datagram either.
+func TestUDPSendLoopDoesNotAllocate(t *testing.T) {
+	for _, mode := range []string{gen.ModeSplice, gen.ModeWrite, gen.ModeMmsg, gen.ModeGSO} {
+		mallocs := func(n int64) uint64 {
+			ln, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			c, err := udp.Plugin{}.Dial(context.Background(), ln.LocalAddr().String(), proto.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			s, err := gen.NewSender(gen.Spec{Mode: mode, Size: 512, Count: n, Streams: 1, Verify: true}, []proto.Conn{c})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			var m0, m1 runtime.MemStats
+			runtime.ReadMemStats(&m0)
+			if _, err := s.Run(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			runtime.ReadMemStats(&m1)
+			return m1.Mallocs - m0.Mallocs
+		}
+		small, big := mallocs(2000), mallocs(20000)
+		if big > small+50 {
+			t.Errorf("%s: %d allocations for 2000 datagrams, %d for 20000", mode, small, big)
 		}
 	}
 }

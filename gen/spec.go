@@ -14,6 +14,8 @@ const (
 	ModeSplice   = "splice"   // vmsplice(2) ring pages into a pipe, splice(2) the pipe into the socket
 	ModeWrite    = "write"    // write(2): the copy baseline
 	ModeSendfile = "sendfile" // sendfile(2) from the ring's memfd
+	ModeMmsg     = "mmsg"     // sendmmsg(2) batches (datagrams)
+	ModeGSO      = "gso"      // UDP_SEGMENT super-buffers: one write(2), many datagrams
 )
 
 // Modes lists every mode name the command line accepts (some protocols support fewer).
@@ -35,6 +37,12 @@ type Spec struct {
 	// HotBuffer: write mode sends every message from one buffer (cache-hot) instead of
 	// the ring. Only write may: it copies, so rewriting the buffer at once is safe.
 	HotBuffer bool
+	// Pacing: Rate in bits/s of messages (header included, not IP/UDP headers) or PPS in
+	// messages/s, over all streams (each stream paces its share). 0: as fast as possible.
+	Rate float64
+	PPS  float64
+	// Batch: datagrams per sendmmsg (mmsg) or segments per super-buffer (gso); 0: default.
+	Batch int
 }
 
 // ErrUsage marks errors that are the user's input (exit status 2).
@@ -83,8 +91,14 @@ func (s *Spec) Validate() error {
 	if s.Ring < 0 {
 		return usagef("negative --ring")
 	}
-	if s.HotBuffer && s.Mode != ModeWrite {
-		return usagef("--hot-buffer is for --mode write only: %s hands pages to the kernel by reference", s.Mode)
+	if s.HotBuffer && s.Mode != ModeWrite && s.Mode != ModeMmsg && s.Mode != ModeGSO {
+		return usagef("--hot-buffer is for the copying modes (write, mmsg, gso) only: %s hands pages to the kernel by reference", s.Mode)
+	}
+	if s.Rate < 0 || s.PPS < 0 || (s.Rate > 0 && s.PPS > 0) {
+		return usagef("give at most one of --rate, --pps, positive")
+	}
+	if s.Batch < 0 || s.Batch > 1024 {
+		return usagef("--batch %d out of range 1..1024", s.Batch)
 	}
 	if s.IO != "" && s.IO != "poll" && s.IO != "block" {
 		return usagef("--io %q: want poll or block", s.IO)

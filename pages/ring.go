@@ -43,7 +43,26 @@ func New(msgSize, ringBytes int) (*Ring, error) {
 	}
 	bufSize := RoundUp(msgSize)
 	n := max(1, (ringBytes+bufSize-1)/bufSize)
-	total := n * bufSize
+	return newRing(bufSize, n)
+}
+
+// NewPacked maps a ring of at least ringBytes whose slots are exactly msgSize bytes,
+// back to back (not page-aligned), and whose slot count is a multiple of batch, so that
+// batch consecutive slots are one contiguous span (UDP GSO super-buffers). For small
+// datagrams this keeps the rule's byte bound: a referenced datagram pins only its own
+// slot's bytes, not a whole page per message (the kernel never writes our pages, and we
+// rewrite a slot only after a lap).
+func NewPacked(msgSize, ringBytes, batch int) (*Ring, error) {
+	if msgSize <= 0 || batch <= 0 {
+		return nil, fmt.Errorf("pages: message size %d, batch %d", msgSize, batch)
+	}
+	n := max(1, (ringBytes+msgSize-1)/msgSize)
+	n = (n + batch - 1) / batch * batch
+	return newRing(msgSize, n)
+}
+
+func newRing(bufSize, n int) (*Ring, error) {
+	total := RoundUp(n * bufSize)
 	if total > MaxRingBytes {
 		return nil, fmt.Errorf("page ring of %d MiB (%d buffers of %d KiB) exceeds the cap of %d MiB per stream; use smaller --sndbuf/--rcvbuf or --size",
 			total>>20, n, bufSize>>10, MaxRingBytes>>20)
@@ -83,6 +102,9 @@ func (r *Ring) Buf(i int) []byte {
 	o := i * r.bufSize
 	return r.mem[o : o+r.bufSize : o+r.bufSize]
 }
+
+// Span returns n bytes of the ring from memfd offset off (consecutive slots).
+func (r *Ring) Span(off int64, n int) []byte { return r.mem[off : off+int64(n) : off+int64(n)] }
 
 // Len is the number of buffers; Bytes the mapped size; Fd the memfd (for sendfile).
 func (r *Ring) Len() int   { return r.n }

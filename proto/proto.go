@@ -10,6 +10,7 @@ import (
 	"os"
 	"sort"
 	"syscall"
+	"time"
 )
 
 // Options are the socket settings a user can ask for.
@@ -19,15 +20,17 @@ type Options struct {
 	NoDelay bool // TCP_NODELAY / SCTP_NODELAY (Go turns TCP's on by default; splicegen leaves Nagle on unless asked)
 	Lanes   int  // SCTP: outbound stream ids to rotate messages over (--sctp-streams); 0 or 1: stream 0
 	PPID    uint32
+	GRO     bool // UDP receiver: UDP_GRO (coalesced datagrams, split by the receiver)
 }
 
 // Buffers are a socket's effective buffer sizes and how far the kernel may grow them.
 type Buffers struct {
-	SndBuf        int    `json:"sndbuf"`          // getsockopt(SO_SNDBUF) now
-	RcvBuf        int    `json:"rcvbuf"`          // getsockopt(SO_RCVBUF) now
-	SndBufMax     int    `json:"sndbuf_max"`      // SndBuf if locked by --sndbuf, else the autotune limit
-	RcvBufMax     int    `json:"rcvbuf_max"`      // RcvBuf if locked by --rcvbuf, else the autotune limit
-	PeerRcvBufMax int    `json:"peer_rcvbuf_max"` // the most a receiver on this host may queue
+	SndBuf        int    `json:"sndbuf"`            // getsockopt(SO_SNDBUF) now
+	RcvBuf        int    `json:"rcvbuf"`            // getsockopt(SO_RCVBUF) now
+	SndBufMax     int    `json:"sndbuf_max"`        // SndBuf if locked by --sndbuf, else the autotune limit
+	RcvBufMax     int    `json:"rcvbuf_max"`        // RcvBuf if locked by --rcvbuf, else the autotune limit
+	PeerRcvBufMax int    `json:"peer_rcvbuf_max"`   // the most a receiver on this host may queue
+	Backlog       int    `json:"backlog,omitempty"` // datagrams a local path may hold charged to neither socket
 	Why           string `json:"why"`
 }
 
@@ -101,4 +104,40 @@ func SockoptInt(rc syscall.RawConn, level, opt int) (int, error) {
 		return 0, err
 	}
 	return v, serr
+}
+
+// Datagram is implemented by connected datagram sockets (UDP): gen asks it for the
+// largest datagram and the capabilities probed on this socket.
+type Datagram interface {
+	MaxDatagram() int
+	Caps() Caps
+}
+
+// Caps are the optional kernel features of one socket, probed once when it is made.
+// A false field has its reason in the matching *Why string (kernel answer or kill switch).
+type Caps struct {
+	GSO         bool   `json:"gso"` // UDP_SEGMENT
+	GSOWhy      string `json:"gso_why,omitempty"`
+	GRO         bool   `json:"gro"` // UDP_GRO
+	GROWhy      string `json:"gro_why,omitempty"`
+	ZeroCopy    bool   `json:"zerocopy"` // SO_ZEROCOPY
+	ZeroCopyWhy string `json:"zerocopy_why,omitempty"`
+}
+
+// PacketConn is a bound, unconnected datagram socket: the receiving end of a UDP test.
+type PacketConn interface {
+	syscall.Conn
+	Close() error
+	LocalAddr() net.Addr
+	SetReadDeadline(t time.Time) error
+	Caps() Caps
+	RcvBuf() int // effective SO_RCVBUF
+}
+
+// PacketPlugin is implemented by datagram protocols: they have no listener, the
+// receiver reads one bound socket.
+type PacketPlugin interface {
+	Plugin
+	ListenPacket(addr string, o Options) (PacketConn, error)
+	FilePacketConn(f *os.File, o Options) (PacketConn, error)
 }

@@ -74,14 +74,16 @@ type Sender struct {
 // Receiver is the receiving side of a run.
 type Receiver struct {
 	Side
-	Lost       uint64 `json:"lost"`
-	Reordered  uint64 `json:"reordered"`
-	Duplicate  uint64 `json:"duplicate"`
-	Corrupt    uint64 `json:"corrupt"`
-	Unverified uint64 `json:"unverified"`
-	Truncated  uint64 `json:"truncated"`
-	Sink       string `json:"sink"`
-	Detail     any    `json:"detail,omitempty"`
+	Lost       uint64  `json:"lost"`
+	Reordered  uint64  `json:"reordered"`
+	Duplicate  uint64  `json:"duplicate"`
+	Corrupt    uint64  `json:"corrupt"`
+	Unverified uint64  `json:"unverified"`
+	Truncated  uint64  `json:"truncated"`
+	Late       uint64  `json:"late,omitempty"`     // UDP: older than the reorder window
+	LossPct    float64 `json:"loss_pct,omitempty"` // UDP: lost / (received unique + lost)
+	Sink       string  `json:"sink"`
+	Detail     any     `json:"detail,omitempty"`
 }
 
 // Run is one test: both sides when both were measured (compare), one otherwise.
@@ -187,6 +189,12 @@ func Text(w io.Writer, r *Run) {
 		fmt.Fprintf(w, "receiver: %s  %s in %d messages, %.2f Gbit/s, %.0f msg/s, %.0f ms CPU/GiB (sink %s)\n",
 			v.SeedLine(), Human(v.Bytes), v.Messages, v.GbitS, v.PPS, v.CPUMsPerGiB, v.Sink)
 		fmt.Fprintf(w, "          lost %d, reordered %d, duplicate %d, corrupt %d", v.Lost, v.Reordered, v.Duplicate, v.Corrupt)
+		if r.Proto == "udp" {
+			fmt.Fprintf(w, " (loss %.3f%%)", v.LossPct)
+		}
+		if v.Late > 0 {
+			fmt.Fprintf(w, ", late %d", v.Late)
+		}
 		if v.Unverified > 0 {
 			fmt.Fprintf(w, ", unverified %d (sender ran without --verify)", v.Unverified)
 		}

@@ -54,6 +54,8 @@ go build -o ./splicegen ./cmd/splicegen
 ./splicegen probe
 ./splicegen compare --bytes 512MiB --repeat 1 --json out/compare-smoke.json 2>&1 || { echo "compare failed"; exit 1; }
 test -s out/compare-smoke.json
+./splicegen compare -p udp -s 64,1472 -t 1s --repeat 1 --verify --json out/compare-udp-smoke.json 2>&1 || { echo "udp compare failed"; exit 1; }
+test -s out/compare-udp-smoke.json
 
 echo
 echo "all tests passed"

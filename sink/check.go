@@ -14,13 +14,16 @@ type StreamStats struct {
 	Stream     uint32 `json:"stream"`
 	Bytes      uint64 `json:"bytes"`
 	Messages   uint64 `json:"messages"`
-	Lost       uint64 `json:"lost"`       // sequence numbers skipped
-	Reordered  uint64 `json:"reordered"`  // arrived below the highest seen, not seen before
-	Duplicate  uint64 `json:"duplicate"`  // seen twice
-	Corrupt    uint64 `json:"corrupt"`    // bad header, checksum or payload
-	Unverified uint64 `json:"unverified"` // --verify, but the sender sent no checkable payload
-	Truncated  uint64 `json:"truncated"`  // bytes of an unfinished last message (sender stopped mid-message)
-	MsgSize    int    `json:"msg_size"`   // message size seen (header + payload)
+	Lost       uint64 `json:"lost"`               // sequence numbers skipped
+	Reordered  uint64 `json:"reordered"`          // arrived below the highest seen, not seen before
+	Duplicate  uint64 `json:"duplicate"`          // seen twice
+	Corrupt    uint64 `json:"corrupt"`            // bad header, checksum or payload
+	Unverified uint64 `json:"unverified"`         // --verify, but the sender sent no checkable payload
+	Truncated  uint64 `json:"truncated"`          // bytes of an unfinished last message (sender stopped mid-message)
+	MsgSize    int    `json:"msg_size"`           // message size seen (header + payload)
+	Late       uint64 `json:"late,omitempty"`     // datagrams older than the reorder window (dup or reorder: can't tell)
+	SizeMin    int    `json:"size_min,omitempty"` // datagram sizes seen (UDP)
+	SizeMax    int    `json:"size_max,omitempty"`
 	// SCTP: messages per stream id and the sizes of the SCTP messages as read (a spliced
 	// message may arrive as several SCTP messages: one per pipe page on Linux 6.1).
 	Lanes    []LaneStats    `json:"lanes,omitempty"`

@@ -42,11 +42,13 @@ type Stats struct {
 	Streams []StreamStats `json:"streams"`
 	Real    time.Duration `json:"-"`
 	Sink    string        `json:"sink"`
+	Stray   uint64        `json:"stray,omitempty"` // UDP: datagrams with no valid header (counted corrupt)
+	Ended   bool          `json:"ended,omitempty"` // UDP: every stream's end datagram arrived
 }
 
 // Totals sums the streams into one.
 func (s *Stats) Totals() StreamStats {
-	var t StreamStats
+	t := StreamStats{Corrupt: s.Stray}
 	for _, st := range s.Streams {
 		t.Bytes += st.Bytes
 		t.Messages += st.Messages
@@ -56,6 +58,11 @@ func (s *Stats) Totals() StreamStats {
 		t.Corrupt += st.Corrupt
 		t.Unverified += st.Unverified
 		t.Truncated += st.Truncated
+		t.Late += st.Late
+		if st.SizeMin > 0 && (t.SizeMin == 0 || st.SizeMin < t.SizeMin) {
+			t.SizeMin = st.SizeMin
+		}
+		t.SizeMax = max(t.SizeMax, st.SizeMax)
 		t.MsgSize = max(t.MsgSize, st.MsgSize)
 		if t.Error == "" {
 			t.Error = st.Error

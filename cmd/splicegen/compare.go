@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"runtime"
@@ -35,6 +36,12 @@ type Summary struct {
 	RcvCPUGiB float64 `json:"receiver_cpu_ms_per_gib"`
 	GbitS     float64 `json:"gbit_s"`
 	Corrupt   uint64  `json:"corrupt"`
+	// Packet rates (medians), for UDP above all.
+	SndPPS     float64 `json:"sender_pps"`
+	RcvPPS     float64 `json:"receiver_pps"`
+	LossPct    float64 `json:"loss_pct"`
+	SndCPUMpkt float64 `json:"sender_cpu_ms_per_mpkt"` // (usr+sys) ms per million messages sent
+	Fallbacks  int     `json:"fallbacks"`
 }
 
 // CompareFile is what --json FILE holds.
@@ -72,9 +79,29 @@ func cmdCompare(args []string, stdout, stderr io.Writer) (int, error) {
 	if c.fs.Changed("time") && c.fs.Changed("bytes") {
 		return 0, usagef("give one of --bytes, --time")
 	}
-	size, err := parseSize(c.size)
-	if err != nil {
-		return 0, usageErr{"--size: " + err.Error()}
+	if c.proto == "udp" {
+		// Datagram defaults: the UDP modes, the sizes people ask about, a fixed time
+		// (4 GiB of 64-byte datagrams would take minutes), the mmsg sink.
+		if !c.fs.Changed("mode") {
+			modes = "gso,mmsg,write,splice"
+		}
+		if !c.fs.Changed("size") {
+			c.size = "64,1472,8192,61440"
+		}
+		if !c.fs.Changed("bytes") && !c.fs.Changed("time") {
+			dur = 2 * time.Second
+		}
+		if !c.fs.Changed("sink") {
+			sinkName = "mmsg"
+		}
+	}
+	var sizes []int64
+	for _, sz := range strings.Split(c.size, ",") {
+		n, err := parseSize(sz)
+		if err != nil {
+			return 0, usageErr{"--size: " + err.Error()}
+		}
+		sizes = append(sizes, n)
 	}
 	modeList := strings.Split(modes, ",")
 	if runtime.NumCPU() >= 2 {
@@ -90,7 +117,7 @@ func cmdCompare(args []string, stdout, stderr io.Writer) (int, error) {
 	if dur > 0 {
 		limit = []string{"--time", dur.String()}
 	}
-	base := []string{"-p", c.proto, "-s", strconv.FormatInt(size, 10), "--format", c.format}
+	base := []string{"-p", c.proto, "--format", c.format}
 	if c.lanes > 1 {
 		base = append(base, "--sctp-streams", strconv.Itoa(c.lanes))
 	}
@@ -105,50 +132,68 @@ func cmdCompare(args []string, stdout, stderr io.Writer) (int, error) {
 		return 0, err
 	}
 	// Can this kernel do the protocol at all? One clear error before any run.
-	if ln, err := plugin.Listen("127.0.0.1:0", proto.Options{}); err != nil {
-		return 0, err
-	} else {
+	if c.proto != "udp" {
+		ln, err := plugin.Listen("127.0.0.1:0", proto.Options{})
+		if err != nil {
+			return 0, err
+		}
 		ln.Close()
 	}
 	if c.verify {
 		base = append(base, "--verify")
 	}
 	for _, m := range modeList {
-		if _, err := sendSpecCheck(append(append(modeArgs(m), base...), limit...)); err != nil {
+		for _, size := range sizes {
+			if _, err := sendSpecCheck(append(append(append(modeArgs(m), base...), limit...), "-s", strconv.FormatInt(size, 10))); err != nil {
+				return 0, err
+			}
+		}
+		if p, err := proto.Lookup(c.proto); err != nil {
 			return 0, err
+		} else if err := p.Supports(strings.TrimSuffix(m, "-hot")); err != nil {
+			return 0, usageErr{err.Error()}
 		}
 	}
 	ctx, cancel := signalContext()
 	defer cancel()
 
 	out := &CompareFile{Env: report.ReadEnv()}
-	fmt.Fprintf(stdout, "compare: %s, %d-byte messages, %s per run, %d repeats, sink %s, sender CPU %s, receiver CPU %s\n",
-		c.proto, size, strings.Join(limit[1:], ""), repeat, sinkName, cmp(cpuSnd, "any"), cmp(cpuRcv, "any"))
-	for rep := range repeat {
-		order := slices.Clone(modeList)
-		if rep%2 == 1 {
-			slices.Reverse(order)
-		}
-		for _, m := range order {
-			if ctx.Err() != nil {
-				break
+	fmt.Fprintf(stdout, "compare: %s, %s-byte messages, %s per run, %d repeats, sink %s, sender CPU %s, receiver CPU %s\n",
+		c.proto, c.size, strings.Join(limit[1:], ""), repeat, sinkName, cmp(cpuSnd, "any"), cmp(cpuRcv, "any"))
+	for _, size := range sizes {
+		for rep := range repeat {
+			order := slices.Clone(modeList)
+			if rep%2 == 1 {
+				slices.Reverse(order)
 			}
-			sargs := append(append(modeArgs(m), base...), limit...)
-			r, err := runPair(ctx, exe, sargs, sinkName, c, cpuSnd, cpuRcv)
-			if err != nil {
-				return exitFailed, err
-			}
-			r.Repeat = rep + 1
-			out.Runs = append(out.Runs, r)
-			fmt.Fprintf(stdout, "  run %d/%d %-8s sender %s  %.0f ms/GiB  %.2f Gbit/s\n", rep+1, repeat, m,
-				r.Sender.SeedLine(), r.Sender.CPUMsPerGiB, r.Sender.GbitS)
-			if r.Error != "" {
-				fmt.Fprintf(stdout, "    error: %s\n", r.Error)
+			for _, m := range order {
+				if ctx.Err() != nil {
+					break
+				}
+				sargs := append(append(append(modeArgs(m), base...), limit...), "-s", strconv.FormatInt(size, 10))
+				r, err := runPair(ctx, exe, sargs, sinkName, c, cpuSnd, cpuRcv)
+				if err != nil {
+					return exitFailed, err
+				}
+				r.Repeat = rep + 1
+				out.Runs = append(out.Runs, r)
+				fmt.Fprintf(stdout, "  run %d/%d %-8s %6d B sender %s  %.0f ms/GiB  %.2f Gbit/s  %.0f pps\n", rep+1, repeat, m, size,
+					r.Sender.SeedLine(), r.Sender.CPUMsPerGiB, r.Sender.GbitS, r.Sender.PPS)
+				if r.Error != "" {
+					fmt.Fprintf(stdout, "    error: %s\n", r.Error)
+				}
 			}
 		}
 	}
-	out.Summary = summarize(out.Runs, modeList)
-	printCompare(stdout, out.Summary)
+	for _, size := range sizes {
+		sum := summarize(out.Runs, modeList, int(size))
+		out.Summary = append(out.Summary, sum...)
+		if c.proto == "udp" {
+			printCompareUDP(stdout, sum)
+		} else {
+			printCompare(stdout, sum)
+		}
+	}
 	if c.proto == "sctp" {
 		fmt.Fprintln(stdout, "note: splice into SCTP is copied by the kernel (SCTP has no MSG_SPLICE_PAGES; 6.1 used sock_no_sendpage): compare splice's sender sys time with write's above")
 	}
@@ -160,7 +205,7 @@ func cmdCompare(args []string, stdout, stderr io.Writer) (int, error) {
 		fmt.Fprintf(stdout, "saved %s\n", jsonFile)
 	}
 	for _, r := range out.Runs {
-		if r.Receiver != nil && r.Receiver.Corrupt+r.Receiver.Lost+r.Receiver.Duplicate > 0 && r.Verify {
+		if r.Receiver != nil && r.Verify && (r.Receiver.Corrupt > 0 || r.Proto != "udp" && r.Receiver.Lost+r.Receiver.Duplicate > 0) {
 			return exitIntegrity, nil
 		}
 		if r.Error != "" {
@@ -215,19 +260,34 @@ func sendSpecCheck(args []string) (bool, error) {
 // runPair runs one test with the receiver and the sender each in its own child process
 // (so each side's getrusage is its own), the receiver on an inherited listening socket.
 func runPair(ctx context.Context, exe string, sendArgs []string, sinkName string, c *common, cpuSnd, cpuRcv string) (*report.Run, error) {
-	plugin, err := proto.Lookup(c.proto)
-	if err != nil {
-		return nil, err
-	}
-	ln, err := plugin.Listen("127.0.0.1:0", proto.Options{})
-	if err != nil {
-		return nil, err
-	}
-	lf, err := ln.File()
-	addr := ln.Addr().String()
-	ln.Close()
-	if err != nil {
-		return nil, err
+	var lf *os.File
+	var addr string
+	if c.proto == "udp" {
+		ln, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			return nil, err
+		}
+		lf, err = ln.File()
+		addr = ln.LocalAddr().String()
+		ln.Close()
+		if err != nil {
+			return nil, err
+		}
+	} else {
+		plugin, err := proto.Lookup(c.proto)
+		if err != nil {
+			return nil, err
+		}
+		ln, err := plugin.Listen("127.0.0.1:0", proto.Options{})
+		if err != nil {
+			return nil, err
+		}
+		lf, err = ln.File()
+		addr = ln.Addr().String()
+		ln.Close()
+		if err != nil {
+			return nil, err
+		}
 	}
 	defer lf.Close()
 
@@ -246,7 +306,7 @@ func runPair(ctx context.Context, exe string, sendArgs []string, sinkName string
 	if cpuSnd != "" {
 		sargs = append(sargs, "--cpu", cpuSnd)
 	}
-	if c.format != "native" {
+	if c.format != "native" && c.proto != "udp" {
 		rargs = append(rargs, "-s", c.size)
 	}
 	sargs = append(sargs, addr)
@@ -302,15 +362,21 @@ func median(v []float64) float64 {
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
-func summarize(runs []*report.Run, modes []string) []Summary {
+func summarize(runs []*report.Run, modes []string, size int) []Summary {
 	var out []Summary
 	for _, m := range modes {
 		var sm Summary
-		var su, ss, sr, sc, ru, rs, rr, rc, g []float64
+		var su, ss, sr, sc, ru, rs, rr, rc, g, sp, rp, lp, cm []float64
 		for _, r := range runs {
-			if r.Label() != m || r.Sender == nil || r.Receiver == nil {
+			if r.Label() != m || r.Size != size || r.Sender == nil || r.Receiver == nil {
 				continue
 			}
+			sp, rp = append(sp, r.Sender.PPS), append(rp, r.Receiver.PPS)
+			lp = append(lp, r.Receiver.LossPct)
+			if r.Sender.Messages > 0 {
+				cm = append(cm, (r.Sender.UsrMs+r.Sender.SysMs)/(float64(r.Sender.Messages)/1e6))
+			}
+			sm.Fallbacks += r.Sender.Fallbacks
 			sm.Proto, sm.Mode, sm.Size = r.Proto, r.Label(), r.Size
 			sm.Runs++
 			su, ss, sr, sc = append(su, r.Sender.UsrMs), append(ss, r.Sender.SysMs), append(sr, r.Sender.RealMs), append(sc, r.Sender.CPUMsPerGiB)
@@ -324,6 +390,7 @@ func summarize(runs []*report.Run, modes []string) []Summary {
 		sm.SndUsrMs, sm.SndSysMs, sm.SndRealMs, sm.SndCPUGiB = median(su), median(ss), median(sr), median(sc)
 		sm.RcvUsrMs, sm.RcvSysMs, sm.RcvRealMs, sm.RcvCPUGiB = median(ru), median(rs), median(rr), median(rc)
 		sm.GbitS = median(g)
+		sm.SndPPS, sm.RcvPPS, sm.LossPct, sm.SndCPUMpkt = median(sp), median(rp), median(lp), median(cm)
 		if sm.SndCPUGiB > 0 {
 			sm.SndSpread = (slices.Max(sc) - slices.Min(sc)) / sm.SndCPUGiB * 100
 		}
@@ -361,5 +428,16 @@ func printCompare(w io.Writer, sum []Summary) {
 		}
 		fmt.Fprintf(w, "%s/splice: sender sys %.2fx, sender CPU per GiB %.2fx, receiver CPU per GiB %.2fx\n",
 			s.Mode, s.SndSysMs/spl.SndSysMs, s.SndCPUGiB/spl.SndCPUGiB, s.RcvCPUGiB/spl.RcvCPUGiB)
+	}
+}
+
+// printCompareUDP is the datagram table: packet rates, loss, sender CPU per packet.
+func printCompareUDP(w io.Writer, sum []Summary) {
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "%-8s %6s %12s %12s %8s %14s %9s %8s %9s\n", "mode", "size", "sent pps", "recv pps", "loss %",
+		"snd ms/Mpkt", "Gbit/s", "corrupt", "fallback")
+	for _, s := range sum {
+		fmt.Fprintf(w, "%-8s %6d %12.0f %12.0f %8.3f %14.0f %9.2f %8d %9d\n", s.Mode, s.Size, s.SndPPS, s.RcvPPS, s.LossPct,
+			s.SndCPUMpkt, s.GbitS, s.Corrupt, s.Fallbacks)
 	}
 }

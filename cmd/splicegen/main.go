@@ -22,6 +22,7 @@ import (
 	"github.com/splicegen/splicegen/proto"
 	_ "github.com/splicegen/splicegen/proto/sctp"
 	_ "github.com/splicegen/splicegen/proto/tcp"
+	_ "github.com/splicegen/splicegen/proto/udp"
 	"github.com/splicegen/splicegen/report"
 	"golang.org/x/term"
 )
@@ -122,7 +123,7 @@ func newCommon(name string) *common {
 	c := &common{fs: pflag.NewFlagSet(name, pflag.ContinueOnError)}
 	c.fs.SetOutput(io.Discard)
 	c.fs.SortFlags = false
-	c.fs.StringVarP(&c.proto, "proto", "p", "tcp", "protocol: tcp or sctp (udp: later)")
+	c.fs.StringVarP(&c.proto, "proto", "p", "tcp", "protocol: tcp, udp or sctp")
 	c.fs.IntVarP(&c.streams, "streams", "P", 1, "parallel streams, one OS thread each")
 	c.fs.BoolVar(&c.verify, "verify", false, "every message carries a checkable payload + CRC32-C; the receiver checks all of it")
 	c.fs.StringVar(&c.format, "format", "native", "wire format: native, nettest (the seed's xmit/recv), raw (no header)")

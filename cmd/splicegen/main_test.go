@@ -325,6 +325,19 @@ func TestBadInput(t *testing.T) {
 		{"compare", "-s", "0"},
 		{"compare", "extra"},
 		{"probe", "extra"},
+		{"send", "-p", "udp", "-s", "65508", "127.0.0.1:9"},
+		{"send", "-p", "udp", "-s", "65528", "[::1]:9"},
+		{"send", "-p", "udp", "-s", "16", "127.0.0.1:9"},
+		{"send", "-p", "udp", "-m", "sendfile", "127.0.0.1:9"},
+		{"send", "-p", "udp", "--format", "nettest", "127.0.0.1:9"},
+		{"send", "-p", "udp", "-m", "gso", "-s", "1472", "--batch", "100", "127.0.0.1:9"},
+		{"send", "-p", "udp", "-m", "splice", "--hot-buffer", "127.0.0.1:9"},
+		{"send", "--rate", "fast", "127.0.0.1:9"},
+		{"send", "--rate", "1G", "--pps", "5", "127.0.0.1:9"},
+		{"send", "--pps", "-5", "127.0.0.1:9"},
+		{"recv", "-p", "udp", "--sink", "splice"},
+		{"recv", "-p", "udp", "--format", "nettest", "-s", "1k"},
+		{"compare", "-p", "udp", "-m", "sendfile"},
 	}
 	for _, args := range tests {
 		done := make(chan result, 1)

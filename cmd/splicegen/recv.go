@@ -18,7 +18,9 @@ func cmdRecv(args []string, stdout, stderr io.Writer) (int, error) {
 	var sinkName string
 	var listenFD int
 	var idle, stall time.Duration
-	c.fs.StringVar(&sinkName, "sink", "read", "sink: read (read(2)) or splice (socket → pipe → /dev/null)")
+	var gro bool
+	c.fs.StringVar(&sinkName, "sink", "read", "sink: read (read(2)) or splice (socket → pipe → /dev/null); udp: mmsg (recvmmsg(2), its default)")
+	c.fs.BoolVar(&gro, "gro", false, "udp: UDP_GRO (coalesced datagrams, split by the receiver)")
 	c.fs.StringVarP(&c.size, "size", "s", "", "message size (needed for --format nettest/raw; native learns it)")
 	c.fs.DurationVar(&idle, "idle", 30*time.Second, "end a started test when nothing arrives for this long")
 	c.fs.DurationVar(&stall, "stall", 0, "sleep this long after every read (a slow reader; the page-reuse proof)")
@@ -48,9 +50,6 @@ func cmdRecv(args []string, stdout, stderr io.Writer) (int, error) {
 		}
 		cfg.Size = int(n)
 	}
-	if err := cfg.Validate(); err != nil {
-		return 0, err
-	}
 	if c.proto == "sctp" && sinkName == sink.SinkSplice {
 		return 0, usagef("--sink splice is not available for sctp: the receiver needs recvmsg for message boundaries and stream ids")
 	}
@@ -59,6 +58,12 @@ func cmdRecv(args []string, stdout, stderr io.Writer) (int, error) {
 	}
 	plugin, err := proto.Lookup(c.proto)
 	if err != nil {
+		return 0, err
+	}
+	if _, ok := plugin.(proto.PacketPlugin); ok {
+		return cmdRecvUDP(c, plugin, cfg, listenFD, gro, stdout)
+	}
+	if err := cfg.Validate(); err != nil {
 		return 0, err
 	}
 	opts, err := c.options()

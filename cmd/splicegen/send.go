@@ -15,18 +15,22 @@ import (
 func cmdSend(args []string, stdout, stderr io.Writer) (int, error) {
 	c := newCommon("send")
 	c.addOutput()
-	var mode, bytesS, ringS, io_ string
+	var mode, bytesS, ringS, io_, rateS, ppsS string
+	var batch int
 	var count int64
 	var dur time.Duration
 	var unsafeRing, hot bool
-	c.fs.StringVarP(&mode, "mode", "m", "splice", "send mode: splice, write, sendfile")
-	c.fs.StringVarP(&c.size, "size", "s", "64KiB", "message size, header included")
+	c.fs.StringVarP(&mode, "mode", "m", "splice", "send mode: splice, write, sendfile (tcp); splice, write, mmsg, gso (udp)")
+	c.fs.StringVarP(&c.size, "size", "s", "64KiB", "message size, header included (udp: datagram size, default 1472)")
 	c.fs.Int64VarP(&count, "count", "n", 0, "messages to send (all streams)")
 	c.fs.StringVar(&bytesS, "bytes", "", "bytes to send (all streams), whole messages")
 	c.fs.DurationVarP(&dur, "time", "t", 0, "how long to send (default 10s when no --count/--bytes)")
 	c.fs.StringVar(&ringS, "ring", "", "page ring per stream (default: the safe size from the rule)")
 	c.fs.BoolVar(&unsafeRing, "unsafe-ring", false, "allow --ring below the safe size (demonstrates the page-reuse hazard)")
 	c.fs.BoolVar(&hot, "hot-buffer", false, "write mode: send every message from one cache-hot buffer instead of the page ring")
+	c.fs.StringVarP(&rateS, "rate", "b", "", "pace to this many bits/s over all streams, e.g. 500M, 1Gbit, 2.5G")
+	c.fs.StringVar(&ppsS, "pps", "", "pace to this many messages/s over all streams, e.g. 100k")
+	c.fs.IntVar(&batch, "batch", 0, "datagrams per sendmmsg (mmsg, default 64) or segments per super-buffer (gso, default max(128, 65507/size))")
 	c.fs.StringVar(&io_, "io", "poll", "data-path I/O: poll (netpoller) or block (blocking fd on a locked thread)")
 	c.fs.MarkHidden("io")
 	if done, err := c.parse(args, stdout, "splicegen send [flags] HOST[:PORT]"); done || err != nil {
@@ -40,6 +44,10 @@ func cmdSend(args []string, stdout, stderr io.Writer) (int, error) {
 		return 0, err
 	}
 	spec.HotBuffer = hot
+	spec.Batch = batch
+	if err := paceSpec(&spec, rateS, ppsS); err != nil {
+		return 0, err
+	}
 	if err := spec.Validate(); err != nil {
 		return 0, err
 	}
@@ -60,6 +68,9 @@ func cmdSend(args []string, stdout, stderr io.Writer) (int, error) {
 	}
 	addr, err := hostPort(c.fs.Arg(0), true)
 	if err != nil {
+		return 0, err
+	}
+	if err := udpSendCheck(c, &spec, addr); err != nil {
 		return 0, err
 	}
 	if err := c.pin(); err != nil {
@@ -98,6 +109,7 @@ func cmdSend(args []string, stdout, stderr io.Writer) (int, error) {
 	st, runErr := s.Run(ctx)
 	u1 := report.Now()
 	close(stop)
+	u1.At = u0.At.Add(st.Real) // the data's time: UDP's end datagrams linger after it
 
 	r := &report.Run{Proto: c.proto, Mode: mode, Size: spec.Size, Streams: spec.Streams,
 		Format: spec.Format.String(), Verify: spec.Verify, HotBuffer: hot, Interrupted: ctx.Err() != nil}
@@ -107,6 +119,12 @@ func cmdSend(args []string, stdout, stderr io.Writer) (int, error) {
 	r.Sender = snd
 	if runErr != nil {
 		r.Error = oneLine(runErr)
+	}
+	for _, ss := range st.Streams {
+		if ss.Fallback != "" {
+			fmt.Fprintf(stderr, "splicegen send: stream %d: %s\n", ss.Stream, ss.Fallback)
+			break
+		}
 	}
 	if c.json {
 		printJSON(stdout, r)

@@ -92,3 +92,37 @@ func pinProcess(cpus []int) error {
 	}
 	return nil
 }
+
+// parseRate reads a rate in decimal SI units, as iperf3's -b: 500M, 1Gbit, 2.5G,
+// 100k, 1e6 (bits per second for --rate, messages per second for --pps).
+func parseRate(s string) (float64, error) {
+	t := strings.TrimSpace(s)
+	low := strings.ToLower(t)
+	for _, suf := range []string{"bit/s", "bps", "bit", "pps"} {
+		if strings.HasSuffix(low, suf) {
+			low = strings.TrimSuffix(low, suf)
+			break
+		}
+	}
+	mul := 1.0
+	if n := len(low); n > 0 {
+		switch low[n-1] {
+		case 'k':
+			mul = 1e3
+		case 'm':
+			mul = 1e6
+		case 'g':
+			mul = 1e9
+		case 't':
+			mul = 1e12
+		}
+		if mul != 1 {
+			low = low[:n-1]
+		}
+	}
+	v, err := strconv.ParseFloat(strings.TrimSpace(low), 64)
+	if err != nil || v <= 0 || v*mul > 1e13 || v != v {
+		return 0, fmt.Errorf("rate %q: want a positive number with an optional k, M, G (decimal), e.g. 500M, 1Gbit, 2.5G", s)
+	}
+	return v * mul, nil
+}

@@ -1,0 +1,121 @@
+package gen
+
+import (
+	"context"
+	"net"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/splicegen/splicegen/proto"
+	"github.com/splicegen/splicegen/proto/udp"
+	"golang.org/x/sys/unix"
+)
+
+// udpPair dials a connected UDP socket to a bound one drained by a goroutine; the
+// returned function waits for the drain to go quiet and returns the data datagrams
+// (those longer than a bare header) it read.
+func udpPair(tb testing.TB) (proto.Conn, func() int64) {
+	tb.Helper()
+	ln, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ln.SetReadBuffer(8 << 20)
+	var n atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer ln.Close()
+		buf := make([]byte, 65536)
+		for {
+			ln.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+			m, err := ln.Read(buf)
+			if err != nil {
+				return
+			}
+			if m > HeaderLen {
+				n.Add(1)
+			}
+		}
+	}()
+	c, err := udp.Plugin{}.Dial(context.Background(), ln.LocalAddr().String(), proto.Options{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { c.Close() })
+	return c, func() int64 { <-done; return n.Load() }
+}
+
+func sendUDP(t *testing.T, spec Spec) (*SendStats, int64) {
+	t.Helper()
+	c, got := udpPair(t)
+	s, err := NewSender(spec, []proto.Conn{c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	st, err := s.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, got()
+}
+
+// GSO demoted at run time: the third super-buffer write fails with EIO (as from a
+// device without checksum offload); the batch and the rest go by sendmmsg, counted.
+func TestGSODemotedOnEIO(t *testing.T) {
+	calls := 0
+	orig := gsoSendmsg
+	gsoSendmsg = func(fd int, msg *unix.Msghdr) error {
+		calls++
+		if calls == 3 {
+			return unix.EIO
+		}
+		return orig(fd, msg)
+	}
+	defer func() { gsoSendmsg = orig }()
+	st, got := sendUDP(t, Spec{Mode: ModeGSO, Size: 64, Count: 1000, Streams: 1, Verify: true})
+	s0 := st.Streams[0]
+	if st.Fallbacks != 1 || !strings.Contains(s0.Fallback, "demoted") || s0.GSOCalls != 2 || s0.SendmmsgCalls == 0 {
+		t.Fatalf("fallbacks %d, %+v", st.Fallbacks, s0)
+	}
+	if s0.Messages != 1000 || got != 1000 {
+		t.Fatalf("sent %d, peer got %d", s0.Messages, got)
+	}
+}
+
+// The kill switch forces the fallback path from the start, and says so.
+func TestGSOKillSwitch(t *testing.T) {
+	t.Setenv(udp.EnvDisableGSO, "1")
+	st, got := sendUDP(t, Spec{Mode: ModeGSO, Size: 64, Count: 1000, Streams: 1})
+	s0 := st.Streams[0]
+	if st.Fallbacks != 1 || !strings.Contains(s0.Fallback, "SPLICEGEN_DISABLE_GSO") || s0.GSOCalls != 0 || s0.SendmmsgCalls == 0 || got != 1000 {
+		t.Fatalf("fallbacks %d, peer got %d, %+v", st.Fallbacks, got, s0)
+	}
+}
+
+func TestUDPModesCount(t *testing.T) {
+	for _, mode := range []string{ModeSplice, ModeWrite, ModeMmsg, ModeGSO} {
+		st, got := sendUDP(t, Spec{Mode: mode, Size: 1000, Count: 3000, Streams: 1, Verify: true})
+		s0 := st.Streams[0]
+		if s0.Messages != 3000 || got != 3000 || s0.EndDatagrams != endRounds {
+			t.Fatalf("%s: sent %d, got %d, %+v", mode, s0.Messages, got, s0)
+		}
+		if mode == ModeSplice && (s0.VmsplicedB != s0.Bytes || s0.SpliceCalls != 3000) {
+			t.Fatalf("splice: one splice per datagram expected: %+v", s0)
+		}
+		if mode == ModeGSO && s0.GSOCalls != (3000+64)/65 {
+			t.Fatalf("gso: %d calls for 3000 datagrams of 1000 B (65 segments each)", s0.GSOCalls)
+		}
+	}
+}
+
+func TestUDPSizeLimit(t *testing.T) {
+	c, _ := udpPair(t)
+	_, err := NewSender(Spec{Mode: ModeWrite, Size: udp.MaxIPv4 + 1, Count: 1, Streams: 1}, []proto.Conn{c})
+	if err == nil || !strings.Contains(err.Error(), "largest UDP datagram") {
+		t.Fatalf("err %v", err)
+	}
+}

@@ -1,0 +1,307 @@
+package sink
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/splicegen/splicegen/gen"
+	"github.com/splicegen/splicegen/proto"
+	"golang.org/x/sys/unix"
+)
+
+// SinkMmsg is the datagram sink: recvmmsg(2) batches from one bound socket.
+const SinkMmsg = "mmsg"
+
+// Datagram receive sizes.
+const (
+	dgramBatch   = 64     // datagrams per recvmmsg
+	dgramBuf     = 65536  // one datagram, or one UDP_GRO super-datagram (at most 64 KiB)
+	maxDgStreams = 1024   // the sender's --streams limit
+	cmsgBuf      = 64     // room for the UDP_GRO cmsg (cmsghdr + int)
+	groCmsgLen   = 16 + 4 // unix.CmsgLen(4) on 64-bit
+)
+
+type mmsghdr struct {
+	hdr unix.Msghdr
+	len uint32
+	_   [4]byte
+}
+
+type dstream struct {
+	st    StreamStats
+	w     *seqWindow
+	ended bool
+}
+
+// DgramReceiver receives one UDP test on a bound socket: it demultiplexes datagrams by
+// the native header's stream id and keeps sequence accounting per stream (seqWindow).
+//
+// The test ends when every stream's end datagram has arrived (the sender sends each
+// one endRounds times, spaced out, carrying the number of datagrams sent: the tail
+// loss), or --idle after the last datagram (then the tail loss is unknown and the run
+// is reported with an error), or on interrupt. Loss is measured, not an integrity
+// failure; corrupt payloads with --verify are.
+type DgramReceiver struct {
+	cfg      Config
+	pc       proto.PacketConn
+	gro      bool
+	bytes    atomic.Uint64
+	msgs     atomic.Uint64
+	lost     atomic.Uint64
+	streams  [maxDgStreams]*dstream
+	order    []uint32 // stream ids in order of first arrival
+	expect   int
+	ended    int
+	stats    Stats
+	groSegs  uint64
+	begin    time.Time
+	lastData time.Time
+}
+
+// NewDgramReceiver checks cfg; the socket is the caller's (Run closes it).
+func NewDgramReceiver(cfg Config, pc proto.PacketConn, gro bool) (*DgramReceiver, error) {
+	if cfg.Sink != SinkMmsg {
+		return nil, fmt.Errorf("%w: sink %q is for byte streams: udp uses --sink mmsg", gen.ErrUsage, cfg.Sink)
+	}
+	if cfg.Format == gen.FormatNettest {
+		return nil, fmt.Errorf("%w: --format nettest is a byte-stream format: use native or raw over udp", gen.ErrUsage)
+	}
+	if cfg.Verify && cfg.Format == gen.FormatRaw {
+		return nil, fmt.Errorf("%w: --verify needs the native format", gen.ErrUsage)
+	}
+	if cfg.Streams < 0 || cfg.Streams > maxDgStreams {
+		return nil, fmt.Errorf("%w: --streams %d out of range 0..1024", gen.ErrUsage, cfg.Streams)
+	}
+	if cfg.Idle == 0 {
+		cfg.Idle = 30 * time.Second
+	}
+	return &DgramReceiver{cfg: cfg, pc: pc, gro: gro}, nil
+}
+
+// Progress is bytes, datagrams and losses so far (for interval lines).
+func (r *DgramReceiver) Progress() (bytes, msgs, lost uint64) {
+	return r.bytes.Load(), r.msgs.Load(), r.lost.Load()
+}
+
+// Run receives until the test ends. started is called at the first datagram.
+func (r *DgramReceiver) Run(ctx context.Context, started func()) (*Stats, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	defer r.pc.Close()
+	r.stats.Sink = SinkMmsg
+	rc, err := r.pc.SyscallConn()
+	if err != nil {
+		return &r.stats, err
+	}
+	// Buffers, allocated once: recvmmsg writes straight into them.
+	bufs := make([]byte, dgramBatch*dgramBuf)
+	mm := make([]mmsghdr, dgramBatch)
+	iov := make([]unix.Iovec, dgramBatch)
+	ctl := make([]byte, dgramBatch*cmsgBuf)
+	for i := range mm {
+		iov[i].Base = &bufs[i*dgramBuf]
+		iov[i].SetLen(dgramBuf)
+		mm[i].hdr.Iov = &iov[i]
+		mm[i].hdr.SetIovlen(1)
+	}
+	var got int
+	var rerr error
+	recv := func(fd uintptr) bool {
+		if r.gro {
+			for i := range mm {
+				mm[i].hdr.Control = &ctl[i*cmsgBuf]
+				mm[i].hdr.SetControllen(cmsgBuf)
+			}
+		}
+		for {
+			n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&mm[0])), dgramBatch, 0, 0, 0)
+			switch e {
+			case 0:
+				got, rerr = int(n), nil
+				return true
+			case unix.EINTR:
+				continue
+			case unix.EAGAIN:
+				return false
+			}
+			got, rerr = 0, os.NewSyscallError("recvmmsg", e)
+			return true
+		}
+	}
+
+	// The watchdog ends a blocked read: interrupt, or --idle without data.
+	var idle atomic.Bool
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		var last uint64
+		since := time.Now()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				r.pc.SetReadDeadline(time.Unix(1, 0))
+				return
+			case <-t.C:
+				if n := r.msgs.Load(); n != last || n == 0 {
+					last, since = n, time.Now()
+				} else if time.Since(since) > r.cfg.Idle {
+					idle.Store(true)
+					r.pc.SetReadDeadline(time.Unix(1, 0))
+					return
+				}
+			}
+		}
+	}()
+
+	for r.expect == 0 || r.ended < r.expect {
+		if err := rc.Read(recv); err != nil {
+			switch {
+			case ctx.Err() != nil:
+				err = errors.New("interrupted")
+			case idle.Load() && r.cfg.Format == gen.FormatRaw:
+				err = nil // raw has no end datagram: idle is the normal end
+			case idle.Load():
+				err = fmt.Errorf("no end datagram from %d of %d stream(s): ended by --idle %v (tail loss unknown)",
+					r.expect-r.ended, max(r.expect, 1), r.cfg.Idle)
+			}
+			return r.finish(), err
+		}
+		if rerr != nil {
+			return r.finish(), rerr
+		}
+		now := time.Now()
+		if r.begin.IsZero() && got > 0 {
+			r.begin = now
+			if started != nil {
+				started()
+			}
+		}
+		for i := range got {
+			b := bufs[i*dgramBuf : i*dgramBuf+int(mm[i].len)]
+			seg := len(b)
+			if r.gro {
+				if s := groSize(&mm[i], ctl[i*cmsgBuf:]); s > 0 {
+					seg = s
+				}
+			}
+			for len(b) > 0 {
+				n := min(seg, len(b))
+				r.datagram(b[:n], now)
+				b = b[n:]
+			}
+		}
+		var lost uint64
+		for _, id := range r.order {
+			lost += r.streams[id].w.lost
+		}
+		r.lost.Store(lost)
+	}
+	r.stats.Ended = true
+	return r.finish(), nil
+}
+
+// groSize reads the UDP_GRO cmsg (udp(7): the segment size of a coalesced datagram, an
+// int) without allocating: {u64 len; i32 level; i32 type; data}.
+func groSize(m *mmsghdr, ctl []byte) int {
+	if m.hdr.Controllen < groCmsgLen {
+		return 0
+	}
+	if int32(binary.NativeEndian.Uint32(ctl[8:])) != unix.SOL_UDP || int32(binary.NativeEndian.Uint32(ctl[12:])) != unix.UDP_GRO {
+		return 0
+	}
+	return int(int32(binary.NativeEndian.Uint32(ctl[16:])))
+}
+
+// datagram accounts one datagram.
+func (r *DgramReceiver) datagram(b []byte, now time.Time) {
+	if r.cfg.Format == gen.FormatRaw {
+		ds := r.stream(0, 0)
+		r.count(ds, len(b), now)
+		ds.st.Messages++
+		return
+	}
+	var h gen.Header
+	if err := gen.ParseHeader(b, &h); err != nil || h.Stream >= maxDgStreams {
+		r.stats.Stray++
+		return
+	}
+	if r.expect == 0 {
+		r.expect = max(1, int(h.Streams))
+		if r.cfg.Streams > 0 {
+			r.expect = r.cfg.Streams
+		}
+	}
+	ds := r.stream(h.Stream, 0)
+	if h.Flags&gen.FlagEnd != 0 {
+		if !ds.ended {
+			ds.ended = true
+			ds.w.end(h.Seq)
+			r.ended++
+		}
+		return
+	}
+	r.count(ds, len(b), now)
+	ds.st.Messages++
+	ds.w.add(h.Seq)
+	if int(h.Length)+gen.HeaderLen != len(b) {
+		ds.st.Corrupt++ // header and datagram disagree: truncated or padded
+		return
+	}
+	if !r.cfg.Verify {
+		return
+	}
+	if h.Flags&gen.FlagVerify == 0 {
+		ds.st.Unverified++
+		return
+	}
+	p := b[gen.HeaderLen:]
+	if gen.CRC32C(p) != h.CRC || !gen.CheckPattern(p, h.Stream, h.Seq) {
+		ds.st.Corrupt++
+	}
+}
+
+func (r *DgramReceiver) count(ds *dstream, n int, now time.Time) {
+	ds.st.Bytes += uint64(n)
+	if ds.st.SizeMin == 0 || n < ds.st.SizeMin {
+		ds.st.SizeMin = n
+	}
+	ds.st.SizeMax = max(ds.st.SizeMax, n)
+	ds.st.MsgSize = ds.st.SizeMax
+	r.bytes.Add(uint64(n))
+	r.msgs.Add(1)
+	r.lastData = now
+}
+
+// stream returns the stream's state, made at its first datagram (the only allocation).
+func (r *DgramReceiver) stream(id uint32, start uint64) *dstream {
+	ds := r.streams[id]
+	if ds == nil {
+		ds = &dstream{st: StreamStats{Stream: id}, w: newSeqWindow(start)}
+		r.streams[id] = ds
+		r.order = append(r.order, id)
+	}
+	return ds
+}
+
+func (r *DgramReceiver) finish() *Stats {
+	for _, id := range r.order {
+		ds := r.streams[id]
+		ds.st.Lost, ds.st.Reordered, ds.st.Duplicate, ds.st.Late = ds.w.lost, ds.w.reordered, ds.w.duplicate, ds.w.late
+		r.stats.Streams = append(r.stats.Streams, ds.st)
+	}
+	if !r.begin.IsZero() {
+		r.stats.Real = r.lastData.Sub(r.begin)
+	}
+	return &r.stats
+}
