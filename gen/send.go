@@ -36,7 +36,8 @@ type StreamStats struct {
 	SpliceCalls   uint64 `json:"splice_calls,omitempty"`
 	WriteCalls    uint64 `json:"write_calls,omitempty"`
 	SendfileCalls uint64 `json:"sendfile_calls,omitempty"`
-	Waits         uint64 `json:"waits"` // EAGAIN: socket full, waited for the poller
+	Waits         uint64 `json:"waits"`                     // EAGAIN: socket full, waited for the poller
+	SndbufSeen    int    `json:"sndbuf_max_seen,omitempty"` // largest SO_SNDBUF sampled during the run
 	// MSG_ZEROCOPY: notification ids completed, and how many of them the kernel copied
 	// anyway (SO_EE_CODE_ZEROCOPY_COPIED; on loopback all, skb_orphan_frags_rx).
 	ZCCompleted   uint64 `json:"zc_completed,omitempty"`
@@ -226,6 +227,10 @@ type stream struct {
 
 	zc *zcState // MSG_ZEROCOPY mode only
 
+	// SO_SNDBUF as autotuning grows it, sampled during the run.
+	sndbufSeen int
+	sndbufFn   func(fd uintptr)
+
 	c                                                  Counters
 	vmCalls, vmBytes, spCalls, wrCalls, sfCalls, waits uint64
 	nettestCRC                                         uint64 // CRC of the constant payload (no --verify)
@@ -292,6 +297,11 @@ func newStream(s *Sender, id uint32, c proto.Conn) (*stream, error) {
 			}
 			ringBytes = spec.Ring
 		}
+	}
+	// Every stream gets a ring this size: check the total before mapping any of it.
+	if total := ringBytes * spec.Streams; total > pages.MaxTotalBytes {
+		return nil, usagef("page rings of %d streams need %s (%s each), above the cap of %s: use fewer --streams, smaller --sndbuf/--rcvbuf, or --size",
+			spec.Streams, pages.Human(total), pages.Human(ringBytes), pages.Human(pages.MaxTotalBytes))
 	}
 	if st.ring, err = pages.New(spec.Size, ringBytes); err != nil {
 		return nil, err
@@ -388,7 +398,7 @@ func (st *stream) close() {
 func (st *stream) stats() StreamStats {
 	s := StreamStats{Stream: st.id, Bytes: st.c.Bytes.Load(), Messages: st.c.Messages.Load(),
 		VmspliceCalls: st.vmCalls, VmsplicedB: st.vmBytes, SpliceCalls: st.spCalls,
-		WriteCalls: st.wrCalls, SendfileCalls: st.sfCalls, Waits: st.waits}
+		WriteCalls: st.wrCalls, SendfileCalls: st.sfCalls, Waits: st.waits, SndbufSeen: st.sndbufSeen}
 	if st.zc != nil {
 		s.ZCCompleted, s.ZCCopied = st.zc.t.completions, st.zc.t.copied
 	}
@@ -456,6 +466,9 @@ func (st *stream) run() error {
 		if st.zc != nil {
 			st.zc.last[idx], st.zc.used[idx] = st.zc.t.next-1, true
 		}
+		if seq&sndbufEvery == sndbufEvery && st.ring.Len() > 1 {
+			st.sampleSndbuf()
+		}
 		st.c.Bytes.Add(size)
 		st.c.Messages.Add(1)
 	}
@@ -463,6 +476,24 @@ func (st *stream) run() error {
 		st.zcFinish()
 	}
 	return nil
+}
+
+// sndbufEvery+1 messages between SO_SNDBUF samples (one getsockopt, no allocation).
+const sndbufEvery = 1023
+
+// sampleSndbuf re-reads SO_SNDBUF: TCP autotuning grows it during the run
+// (tcp_sndbuf_expand, up to tcp_wmem[2]). The ring was sized for that limit up front —
+// the rule clamps rather than grows the ring mid-run — so a sample above the rule's
+// input would mean the rule's assumption broke; the report shows the largest sample.
+func (st *stream) sampleSndbuf() {
+	if st.sndbufFn == nil {
+		st.sndbufFn = func(fd uintptr) {
+			if v, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF); err == nil {
+				st.sndbufSeen = max(st.sndbufSeen, v)
+			}
+		}
+	}
+	st.rc.Control(st.sndbufFn)
 }
 
 // zcFinish waits (two seconds at most) for the last notifications, so the COPIED count

@@ -32,8 +32,12 @@ var PageSize = os.Getpagesize()
 // RoundUp rounds n up to a whole number of pages.
 func RoundUp(n int) int { return (n + PageSize - 1) &^ (PageSize - 1) }
 
-// MaxRingBytes caps one ring: bigger is an error naming both sizes, never a silent clamp.
-const MaxRingBytes = 2 << 30
+// MaxRingBytes caps one ring, MaxTotalBytes all of a sender's rings: bigger is an error
+// naming the sizes, never a silent clamp (a smaller ring would be unsafe).
+const (
+	MaxRingBytes  = 2 << 30
+	MaxTotalBytes = 8 << 30
+)
 
 // New maps a ring of at least ringBytes holding buffers of msgSize bytes each (at least
 // one buffer). The memory is populated at once so the data path never faults it in.

@@ -192,7 +192,7 @@ func (r *Receiver) Run(ctx context.Context, started func()) (*Stats, error) {
 			}
 			if running == 0 && (stopping || len(stats.Streams) >= r.expected()) {
 				stats.Real = time.Since(begin)
-				return stats, errors.Join(errs...)
+				return stats, joinFew(errs)
 			}
 		case err := <-acceptErr:
 			if !stopping {
@@ -221,7 +221,7 @@ func (r *Receiver) Run(ctx context.Context, started func()) (*Stats, error) {
 		}
 		if stopping && running == 0 {
 			stats.Real = time.Since(begin)
-			return stats, errors.Join(errs...)
+			return stats, joinFew(errs)
 		}
 	}
 }
@@ -503,4 +503,13 @@ func sendHello(c proto.Conn) error {
 	defer c.SetWriteDeadline(time.Time{})
 	_, err = c.Write(h[:])
 	return err
+}
+
+// joinFew joins the first three errors and counts the rest, so a test with many failed
+// streams still reports one readable line.
+func joinFew(errs []error) error {
+	if len(errs) <= 3 {
+		return errors.Join(errs...)
+	}
+	return fmt.Errorf("%w (and %d more streams failed)", errors.Join(errs[:3]...), len(errs)-3)
 }
