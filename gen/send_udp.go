@@ -69,7 +69,9 @@ func modeImplemented(mode string, c proto.Conn) error {
 	switch mode {
 	case ModeSplice, ModeWrite:
 		return nil
-	case ModeSendfile, ModeZerocopy:
+	case ModeZerocopy:
+		return nil
+	case ModeSendfile:
 		if !dg {
 			return nil
 		}
@@ -122,7 +124,8 @@ func (st *stream) setupDgram(d proto.Datagram) error {
 	if spec.HotBuffer {
 		ringBytes = u.batch * spec.Size
 	} else if spec.Ring > 0 {
-		if spec.Ring < ringBytes && !spec.Unsafe {
+		// Zerocopy recycles on the kernel's notifications: any ring is safe.
+		if spec.Ring < ringBytes && !spec.Unsafe && spec.Mode != ModeZerocopy {
 			return usagef("--ring %d is below the safe size %d (%v); add --unsafe-ring to demonstrate the hazard",
 				spec.Ring, ringBytes, st.rule)
 		}
@@ -140,6 +143,13 @@ func (st *stream) setupDgram(d proto.Datagram) error {
 		st.step = st.dgramSpliceStep
 	case ModeWrite:
 		st.step = st.writeStep
+	case ModeZerocopy:
+		// One sendmsg(MSG_ZEROCOPY) per datagram on the connected socket (UDP zerocopy:
+		// Linux 5.0, commit b5947e5d1e71); slots recycled on completion as for TCP.
+		st.step = st.zcStep
+		if err := st.setupZerocopy(); err != nil {
+			return err
+		}
 	case ModeMmsg, ModeGSO:
 		u.mm = make([]mmsghdr, u.batch)
 		u.iov = make([]unix.Iovec, u.batch)

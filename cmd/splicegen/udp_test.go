@@ -93,7 +93,7 @@ func decodeUDP(t *testing.T, r result) (s, v *udpSide) {
 // the mode's own syscall carried the data.
 func TestUDPEndToEnd(t *testing.T) {
 	for _, fam := range []struct{ network, bind string }{{"udp4", "127.0.0.1:0"}, {"udp6", "[::1]:0"}} {
-		for _, mode := range []string{"splice", "write", "mmsg", "gso"} {
+		for _, mode := range []string{"splice", "write", "mmsg", "gso", "zerocopy"} {
 			for _, size := range []string{"64", "1472", "61440"} {
 				t.Run(fam.network+"/"+mode+"/"+size, func(t *testing.T) {
 					snd, rcv := pairUDP(t, fam.network, fam.bind, []string{"--json", "--verify"},
@@ -113,7 +113,7 @@ func TestUDPEndToEnd(t *testing.T) {
 					if want, _ := strconv.Atoi(size); rs.SizeMin != want || rs.SizeMax != want {
 						t.Fatalf("sizes seen %d..%d", rs.SizeMin, rs.SizeMax)
 					}
-					ok := map[string]bool{"splice": st.SpliceCalls == 20000, "write": st.WriteCalls == 20000,
+					ok := map[string]bool{"splice": st.SpliceCalls == 20000, "write": st.WriteCalls == 20000, "zerocopy": st.WriteCalls == 20000,
 						"mmsg": st.SendmmsgCalls > 0 && st.SendmmsgCalls < 20000, "gso": st.GSOCalls > 0 && st.Fallback == ""}[mode]
 					if !ok || st.EndDatagrams == 0 {
 						t.Fatalf("%s path did not carry the data: %+v", mode, st)
@@ -121,6 +121,20 @@ func TestUDPEndToEnd(t *testing.T) {
 				})
 			}
 		}
+	}
+}
+
+// UDP zerocopy recycles each slot on its completion: a 16-slot ring stays clean.
+func TestUDPZerocopySmallRing(t *testing.T) {
+	snd, rcv := pairUDP(t, "udp4", "127.0.0.1:0", []string{"--json", "--verify"},
+		[]string{"--json", "--verify", "-m", "zerocopy", "-s", "1472", "--ring", "23552", "-n", "20000"})
+	if snd.code != 0 || rcv.code != 0 {
+		t.Fatalf("exit send %d recv %d: %s %s", snd.code, rcv.code, snd.stderr, rcv.stderr)
+	}
+	s, _ := decodeUDP(t, snd)
+	_, r := decodeUDP(t, rcv)
+	if s.Messages != 20000 || r.Corrupt != 0 || r.Duplicate != 0 {
+		t.Fatalf("sent %d, receiver %+v", s.Messages, r)
 	}
 }
 

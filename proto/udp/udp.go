@@ -43,10 +43,10 @@ func (Plugin) Name() string { return "udp" }
 // Supports lists the UDP send modes (zerocopy: the pages issue).
 func (Plugin) Supports(mode string) error {
 	switch mode {
-	case "splice", "write", "mmsg", "gso":
+	case "splice", "write", "mmsg", "gso", "zerocopy":
 		return nil
 	}
-	return fmt.Errorf("mode %q is not available for udp (have splice, write, mmsg, gso)", mode)
+	return fmt.Errorf("mode %q is not available for udp (have splice, write, mmsg, gso, zerocopy)", mode)
 }
 
 // MaxDatagram is the largest payload for a destination address (host:port).
