@@ -306,13 +306,9 @@ func newStream(s *Sender, id uint32, c proto.Conn) (*stream, error) {
 	if st.ring, err = pages.New(spec.Size, ringBytes); err != nil {
 		return nil, err
 	}
-	// Pre-fill every buffer with the payload of seq 0. Without --verify only the header
-	// changes per message; with it, each message gets its own pattern.
-	hl := spec.Format.HeaderSize()
-	for i := range st.ring.Len() {
-		FillPattern(st.ring.Buf(i)[hl:spec.Size], id, 0)
-	}
+	st.fillRing()
 	if spec.Format == FormatNettest {
+		hl := spec.Format.HeaderSize()
 		st.nettestCRC = NettestCRC(0, st.ring.Buf(0)[hl:spec.Size])
 	}
 	if l, ok := c.(proto.Laner); ok && l.Lanes() > 1 {
@@ -338,6 +334,16 @@ func newStream(s *Sender, id uint32, c proto.Conn) (*stream, error) {
 		}
 	}
 	return st, nil
+}
+
+// fillRing writes the payload of seq 0 into every buffer. Without --verify only the
+// header changes per message; with it, each message gets its own pattern.
+func (st *stream) fillRing() {
+	spec := &st.s.spec
+	hl := spec.Format.HeaderSize()
+	for i := range st.ring.Len() {
+		FillPattern(st.ring.Buf(i)[hl:spec.Size], st.id, 0)
+	}
 }
 
 // openPipe makes the stream's pipe, sized to one message when pipe-max-size allows

@@ -134,10 +134,7 @@ func (st *stream) setupDgram(d proto.Datagram) error {
 	if st.ring, err = pages.NewPacked(spec.Size, ringBytes, u.batch); err != nil {
 		return err
 	}
-	hl := spec.Format.HeaderSize()
-	for i := range st.ring.Len() {
-		FillPattern(st.ring.Buf(i)[hl:spec.Size], st.id, 0)
-	}
+	st.fillRing()
 	switch spec.Mode {
 	case ModeSplice:
 		st.step = st.dgramSpliceStep

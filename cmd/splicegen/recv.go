@@ -76,11 +76,8 @@ func cmdRecv(args []string, stdout, stderr io.Writer) (int, error) {
 		ln, err = plugin.FileListener(f, opts)
 		f.Close()
 	} else {
-		arg := ":5500"
-		if c.fs.NArg() == 1 {
-			arg = c.fs.Arg(0)
-		}
-		if arg, err = hostPort(arg, false); err != nil {
+		var arg string
+		if arg, err = c.listenAddr(); err != nil {
 			return 0, err
 		}
 		ln, err = plugin.Listen(arg, opts)
@@ -136,4 +133,13 @@ func cmdRecv(args []string, stdout, stderr io.Writer) (int, error) {
 		return exitFailed, nil
 	}
 	return exitOK, nil
+}
+
+// listenAddr is recv's [HOST]:PORT argument, default :5500.
+func (c *common) listenAddr() (string, error) {
+	arg := ":5500"
+	if c.fs.NArg() == 1 {
+		arg = c.fs.Arg(0)
+	}
+	return hostPort(arg, false)
 }

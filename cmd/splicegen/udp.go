@@ -74,11 +74,8 @@ func cmdRecvUDP(c *common, plugin proto.Plugin, cfg sink.Config, listenFD int, g
 		pc, err = pp.FilePacketConn(f, opts)
 		f.Close()
 	} else {
-		arg := ":5500"
-		if c.fs.NArg() == 1 {
-			arg = c.fs.Arg(0)
-		}
-		if arg, err = hostPort(arg, false); err != nil {
+		var arg string
+		if arg, err = c.listenAddr(); err != nil {
 			return 0, err
 		}
 		pc, err = pp.ListenPacket(arg, opts)
