@@ -167,9 +167,9 @@ func (d *Diff) WriteCSV(w io.Writer) error {
 func (d *Diff) WriteHTML(w io.Writer) error {
 	var b bytes.Buffer
 	title := "splicegen: " + d.NameA + " vs " + d.NameB
-	fmt.Fprintf(&b, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>%s</title>\n<link rel=\"icon\" href=\"data:,\">\n<style>%s</style></head>\n<body>\n<h1>%s</h1>\n",
+	fmt.Fprintf(&b, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"/><title>%s</title>\n<link rel=\"icon\" href=\"data:,\"/>\n<style>%s</style></head>\n<body>\n<h1>%s</h1>\n",
 		esc(title), css, esc(title))
-	fmt.Fprintf(&b, "<p class=\"meta\">A: %s (%s)<br>B: %s (%s)</p>\n", esc(d.NameA), esc(envLine(d.A)), esc(d.NameB), esc(envLine(d.B)))
+	fmt.Fprintf(&b, "<p class=\"meta\">A: %s (%s)<br/>B: %s (%s)</p>\n", esc(d.NameA), esc(envLine(d.A)), esc(d.NameB), esc(envLine(d.B)))
 	b.WriteString("<h2>Side by side</h2>\n<table class=\"diff\"><tr><th class=\"l\">proto</th><th class=\"l\">mode</th><th>size</th><th>streams</th>")
 	for _, m := range diffMetrics {
 		fmt.Fprintf(&b, "<th>%s A</th><th>%s B</th>", esc(m.name+" "+m.unit), esc(m.name+" "+m.unit))

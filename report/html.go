@@ -183,11 +183,11 @@ func (f *File) WriteHTML(w io.Writer) error {
 	if f.Env.Time != "" {
 		title += " — " + f.Env.Time
 	}
-	fmt.Fprintf(&b, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>%s</title>\n<link rel=\"icon\" href=\"data:,\">\n<style>%s</style></head>\n<body>\n", esc(title), css)
+	fmt.Fprintf(&b, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"/><title>%s</title>\n<link rel=\"icon\" href=\"data:,\"/>\n<style>%s</style></head>\n<body>\n", esc(title), css)
 	fmt.Fprintf(&b, "<h1>%s</h1>\n", esc(title))
 	fmt.Fprintf(&b, `<p class="meta">%s · %s (%d CPUs) · %s · splicegen %s`, esc(f.Env.Kernel), esc(f.Env.CPU), f.Env.CPUs, esc(f.Env.Go), esc(f.Env.Splicegen))
 	if len(f.Args) > 0 {
-		fmt.Fprintf(&b, "<br><code>splicegen %s</code>", esc(strings.Join(f.Args, " ")))
+		fmt.Fprintf(&b, "<br/><code>splicegen %s</code>", esc(strings.Join(f.Args, " ")))
 	}
 	b.WriteString("</p>\n")
 	f.htmlIntro(&b)

@@ -215,7 +215,7 @@ func cmdCompare(args []string, stdout, stderr io.Writer) (int, error) {
 	out := &report.File{Env: report.ReadEnv(), Args: append([]string{"compare"}, args...)}
 	for _, p := range plans {
 		fmt.Fprintf(stdout, "compare: %s: modes %s, sizes %s, %s per run, sink %s\n", p.name, strings.Join(p.modes, ","),
-			joinInts(p.sizes), strings.TrimPrefix(p.limit[0], "--"), p.sink)
+			joinInts(p.sizes), strings.Replace(strings.TrimPrefix(p.limit[0], "--"), "=", " ", 1), p.sink)
 	}
 	total := len(runnable) * repeat
 	fmt.Fprintf(stdout, "compare: %d cells (%d unsupported), %d repeats, streams %s, %d runs, sender CPU %s, receiver CPU %s\n",
