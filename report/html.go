@@ -63,7 +63,7 @@ func (c *chart) svg(b *bytes.Buffer) {
 	const barW, gap, left, right, top, bottom, plotH = 34, 26, 72, 16, 58, 62, 220
 	nser := max(len(c.series), 1)
 	groupW := nser*barW + gap
-	width := max(440, left+right+len(c.cats)*groupW)
+	width := max(380, left+right+len(c.cats)*groupW)
 	height := top + plotH + bottom
 	maxV := 0.0
 	for _, s := range c.series {
