@@ -56,7 +56,7 @@ func cmdCompare(args []string, stdout, stderr io.Writer) (int, error) {
 	var modes, bytesS, jsonFile, csvFile, htmlFile, sinkName, cpuSnd, cpuRcv, streamsS string
 	var dur time.Duration
 	var repeat int
-	c.fs.Lookup("proto").Usage = "protocols, comma-separated: tcp, udp, sctp (default tcp)"
+	c.fs.Lookup("proto").Usage = "protocols, comma-separated: tcp, udp, sctp"
 	streamsS = "1"
 	if f := c.fs.Lookup("streams"); f != nil {
 		f.Value, f.DefValue, f.Usage = listFlag{&streamsS}, "1", "parallel streams per run, comma-separated list (e.g. 1,4)"
