@@ -1,4 +1,4 @@
-// Package report measures CPU (getrusage) and renders results: text, JSON.
+// Package report measures CPU (getrusage) and renders results: text, JSON, CSV, HTML.
 package report
 
 import (
@@ -109,6 +109,9 @@ func (r *Run) Label() string {
 	}
 	return r.Mode
 }
+
+// Key is the run's matrix cell: proto, mode label, size, streams.
+func (r *Run) Key() Key { return Key{r.Proto, r.Label(), r.Size, max(r.Streams, 1)} }
 
 // Env describes the machine a result came from.
 type Env struct {

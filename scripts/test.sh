@@ -57,5 +57,8 @@ test -s out/compare-smoke.json
 ./splicegen compare -p udp -s 64,1472 -t 1s --repeat 1 --verify --json out/compare-udp-smoke.json 2>&1 || { echo "udp compare failed"; exit 1; }
 test -s out/compare-udp-smoke.json
 
+step "HTML report in headless Chromium (scripts/browser-check.sh)"
+scripts/browser-check.sh
+
 echo
 echo "all tests passed"

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -15,54 +16,60 @@ import (
 	"strings"
 	"time"
 
+	"github.com/splicegen/splicegen/gen"
 	"github.com/splicegen/splicegen/proto"
+	"github.com/splicegen/splicegen/proto/udp"
 	"github.com/splicegen/splicegen/report"
+	"golang.org/x/term"
 )
 
-// Summary is one mode's medians over its repeats.
-type Summary struct {
-	Proto     string  `json:"proto"`
-	Mode      string  `json:"mode"`
-	Size      int     `json:"size"`
-	Runs      int     `json:"runs"`
-	SndUsrMs  float64 `json:"sender_usr_ms"`
-	SndSysMs  float64 `json:"sender_sys_ms"`
-	SndRealMs float64 `json:"sender_real_ms"`
-	SndCPUGiB float64 `json:"sender_cpu_ms_per_gib"`
-	SndSpread float64 `json:"sender_cpu_ms_per_gib_spread_pct"` // (max-min)/median
-	RcvUsrMs  float64 `json:"receiver_usr_ms"`
-	RcvSysMs  float64 `json:"receiver_sys_ms"`
-	RcvRealMs float64 `json:"receiver_real_ms"`
-	RcvCPUGiB float64 `json:"receiver_cpu_ms_per_gib"`
-	GbitS     float64 `json:"gbit_s"`
-	Corrupt   uint64  `json:"corrupt"`
-	// Packet rates (medians), for UDP above all.
-	SndPPS     float64 `json:"sender_pps"`
-	RcvPPS     float64 `json:"receiver_pps"`
-	LossPct    float64 `json:"loss_pct"`
-	SndCPUMpkt float64 `json:"sender_cpu_ms_per_mpkt"` // (usr+sys) ms per million messages sent
-	Fallbacks  int     `json:"fallbacks"`
+// listFlag is a comma-separated list flag (compare's -P takes "1,4").
+type listFlag struct{ v *string }
+
+func (l listFlag) String() string     { return *l.v }
+func (l listFlag) Set(s string) error { *l.v = s; return nil }
+func (l listFlag) Type() string       { return "list" }
+
+// protoPlan is one protocol's part of the matrix: its modes, sizes, run limit and sink.
+type protoPlan struct {
+	name   string
+	modes  []string
+	sizes  []int64
+	limit  []string // --bytes N or --time D
+	sink   string
+	noRun  error // the kernel lacks the protocol: every cell is unsupported
+	plugin proto.Plugin
 }
 
-// CompareFile is what --json FILE holds.
-type CompareFile struct {
-	Env     report.Env    `json:"env"`
-	Runs    []*report.Run `json:"runs"`
-	Summary []Summary     `json:"summary"`
+// Per-protocol defaults when --mode, --size, --bytes/--time, --sink are not given.
+var compareDefaults = map[string]struct{ modes, sizes, limit, sink string }{
+	// The seed's experiment.
+	"tcp": {"splice,write,write-hot", "64KiB", "--bytes=4GiB", "read"},
+	// Datagram defaults: the UDP modes, the sizes people ask about, a fixed time (4 GiB
+	// of 64-byte datagrams would take minutes), the mmsg sink.
+	"udp":  {"gso,mmsg,write,splice", "64,1472,8192,61440", "--time=2s", "mmsg"},
+	"sctp": {"splice,write", "64KiB", "--bytes=4GiB", "read"},
 }
 
 func cmdCompare(args []string, stdout, stderr io.Writer) (int, error) {
 	c := newCommon("compare")
-	var modes, bytesS, jsonFile, sinkName, cpuSnd, cpuRcv string
+	var modes, bytesS, jsonFile, csvFile, htmlFile, sinkName, cpuSnd, cpuRcv, streamsS string
 	var dur time.Duration
 	var repeat int
-	c.fs.StringVarP(&modes, "mode", "m", "splice,write,write-hot", "modes to compare, comma-separated (write-hot: write from one cache-hot buffer)")
-	c.fs.StringVarP(&c.size, "size", "s", "64KiB", "message size")
-	c.fs.StringVar(&bytesS, "bytes", "4GiB", "bytes per run")
-	c.fs.DurationVarP(&dur, "time", "t", 0, "time per run (instead of --bytes)")
-	c.fs.IntVar(&repeat, "repeat", 3, "runs per mode, in alternating order; medians are reported")
-	c.fs.StringVar(&sinkName, "sink", "read", "receiver sink: read or splice")
+	c.fs.Lookup("proto").Usage = "protocols, comma-separated: tcp, udp, sctp"
+	streamsS = "1"
+	if f := c.fs.Lookup("streams"); f != nil {
+		f.Value, f.DefValue, f.Usage = listFlag{&streamsS}, "1", "parallel streams per run, comma-separated list (e.g. 1,4)"
+	}
+	c.fs.StringVarP(&modes, "mode", "m", "", "modes, comma-separated (default per protocol: tcp splice,write,write-hot; udp gso,mmsg,write,splice; sctp splice,write); write-hot: write from one cache-hot buffer")
+	c.fs.StringVarP(&c.size, "size", "s", "", "message sizes, comma-separated (default tcp/sctp 64KiB; udp 64,1472,8192,61440)")
+	c.fs.StringVar(&bytesS, "bytes", "", "bytes per run (default tcp/sctp 4GiB)")
+	c.fs.DurationVarP(&dur, "time", "t", 0, "time per run, instead of --bytes (default udp 2s)")
+	c.fs.IntVar(&repeat, "repeat", 3, "runs per cell, in interleaved order; medians are reported")
+	c.fs.StringVar(&sinkName, "sink", "", "receiver sink for tcp/sctp: read (default) or splice; udp always uses mmsg")
 	c.fs.StringVar(&jsonFile, "json", "", "save env, every run and the summary to this file")
+	c.fs.StringVar(&csvFile, "csv", "", "save one row per run (and per unsupported cell) to this CSV file")
+	c.fs.StringVar(&htmlFile, "html", "", "save a self-contained HTML report (tables and charts) to this file")
 	c.fs.StringVar(&cpuSnd, "cpu-sender", "", "pin the sender (default CPU 0 when there are 2+ CPUs)")
 	c.fs.StringVar(&cpuRcv, "cpu-receiver", "", "pin the receiver (default CPU 1 when there are 2+ CPUs)")
 	c.fs.MarkHidden("cpu")
@@ -79,31 +86,28 @@ func cmdCompare(args []string, stdout, stderr io.Writer) (int, error) {
 	if c.fs.Changed("time") && c.fs.Changed("bytes") {
 		return 0, usagef("give one of --bytes, --time")
 	}
-	if c.proto == "udp" {
-		// Datagram defaults: the UDP modes, the sizes people ask about, a fixed time
-		// (4 GiB of 64-byte datagrams would take minutes), the mmsg sink.
-		if !c.fs.Changed("mode") {
-			modes = "gso,mmsg,write,splice"
-		}
-		if !c.fs.Changed("size") {
-			c.size = "64,1472,8192,61440"
-		}
-		if !c.fs.Changed("bytes") && !c.fs.Changed("time") {
-			dur = 2 * time.Second
-		}
-		if !c.fs.Changed("sink") {
-			sinkName = "mmsg"
-		}
+	if sinkName != "" && sinkName != "read" && sinkName != "splice" {
+		return 0, usagef("--sink %q: want read or splice", sinkName)
 	}
-	var sizes []int64
-	for _, sz := range strings.Split(c.size, ",") {
-		n, err := parseSize(sz)
-		if err != nil {
-			return 0, usageErr{"--size: " + err.Error()}
+	var streams []int
+	for _, f := range strings.Split(streamsS, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 || n > 1024 {
+			return 0, usagef("--streams %q: want numbers in 1..1024, comma-separated", streamsS)
 		}
-		sizes = append(sizes, n)
+		streams = append(streams, n)
 	}
-	modeList := strings.Split(modes, ",")
+	parseSizes := func(list string) ([]int64, error) {
+		var sizes []int64
+		for _, sz := range strings.Split(list, ",") {
+			n, err := parseSize(sz)
+			if err != nil {
+				return nil, usageErr{"--size: " + err.Error()}
+			}
+			sizes = append(sizes, n)
+		}
+		return sizes, nil
+	}
 	if runtime.NumCPU() >= 2 {
 		cpuSnd, cpuRcv = cmp(cpuSnd, "0"), cmp(cpuRcv, "1")
 	}
@@ -111,13 +115,7 @@ func cmdCompare(args []string, stdout, stderr io.Writer) (int, error) {
 	if err != nil {
 		return exitFailed, err
 	}
-	// The run's flags are checked once by the children's own parsers: run a dry check here
-	// so a bad flag is one usage error, not N failed runs.
-	limit := []string{"--bytes", bytesS}
-	if dur > 0 {
-		limit = []string{"--time", dur.String()}
-	}
-	base := []string{"-p", c.proto, "--format", c.format}
+	base := []string{"--format", c.format}
 	if c.lanes > 1 {
 		base = append(base, "--sctp-streams", strconv.Itoa(c.lanes))
 	}
@@ -127,95 +125,258 @@ func cmdCompare(args []string, stdout, stderr io.Writer) (int, error) {
 	if c.sndbuf != "" {
 		base = append(base, "--sndbuf", c.sndbuf)
 	}
-	plugin, err := proto.Lookup(c.proto)
-	if err != nil {
-		return 0, err
-	}
-	// Can this kernel do the protocol at all? One clear error before any run.
-	if c.proto != "udp" {
-		ln, err := plugin.Listen("127.0.0.1:0", proto.Options{})
-		if err != nil {
-			return 0, err
-		}
-		ln.Close()
-	}
 	if c.verify {
 		base = append(base, "--verify")
 	}
-	for _, m := range modeList {
-		for _, size := range sizes {
-			if _, err := sendSpecCheck(append(append(append(modeArgs(m), base...), limit...), "-s", strconv.FormatInt(size, 10))); err != nil {
-				return 0, err
+
+	// Plan the matrix. A flag that is wrong everywhere (unknown mode, size 0) is one usage
+	// error; a cell that this protocol or kernel cannot do is listed as unsupported.
+	var plans []*protoPlan
+	plan := map[string]*protoPlan{}
+	for _, name := range strings.Split(c.proto, ",") {
+		name = strings.TrimSpace(name)
+		if plan[name] != nil {
+			continue
+		}
+		plugin, err := proto.Lookup(name)
+		if err != nil {
+			return 0, err
+		}
+		d := compareDefaults[name]
+		p := &protoPlan{name: name, plugin: plugin, sink: d.sink, limit: []string{d.limit}}
+		p.modes = strings.Split(cmp(modes, d.modes), ",")
+		if p.sizes, err = parseSizes(cmp(c.size, d.sizes)); err != nil {
+			return 0, err
+		}
+		if c.fs.Changed("bytes") {
+			p.limit = []string{"--bytes=" + bytesS}
+		} else if c.fs.Changed("time") {
+			p.limit = []string{"--time=" + dur.String()}
+		}
+		if sinkName != "" && name != "udp" {
+			p.sink = sinkName
+		}
+		// Can this kernel do the protocol at all? Checked once, by opening a listener.
+		if _, ok := plugin.(proto.PacketPlugin); !ok {
+			ln, err := plugin.Listen("127.0.0.1:0", proto.Options{})
+			if errors.Is(err, proto.ErrNoSCTP) {
+				p.noRun = err
+			} else if err != nil {
+				return exitFailed, err
+			} else {
+				ln.Close()
 			}
 		}
-		if p, err := proto.Lookup(c.proto); err != nil {
-			return 0, err
-		} else if err := p.Supports(strings.TrimSuffix(m, "-hot")); err != nil {
-			return 0, usageErr{err.Error()}
+		plans = append(plans, p)
+		plan[name] = p
+	}
+	var cells []report.Cell
+	var runnable []report.Cell
+	for _, p := range plans {
+		for _, m := range p.modes {
+			m = strings.TrimSpace(m)
+			if !slices.Contains(gen.Modes, strings.TrimSuffix(m, "-hot")) {
+				return 0, usagef("unknown mode %q (want %s, or write-hot)", m, strings.Join(gen.Modes, ", "))
+			}
+			for _, size := range p.sizes {
+				for _, n := range streams {
+					cell := report.Cell{Proto: p.name, Mode: m, Size: int(size), Streams: n}
+					if _, err := sendSpecCheck(cellArgs(cell, base, p.limit)); err != nil {
+						return 0, err
+					}
+					switch err := p.plugin.Supports(strings.TrimSuffix(m, "-hot")); {
+					case err != nil:
+						cell.Reason = err.Error()
+					case p.noRun != nil:
+						cell.Reason = p.noRun.Error()
+					case p.name == "udp" && size > udp.MaxIPv4:
+						cell.Reason = fmt.Sprintf("a %d-byte datagram exceeds UDP's maximum over IPv4 (%d bytes)", size, udp.MaxIPv4)
+					case p.name == "udp" && c.format == "nettest":
+						cell.Reason = "--format nettest is a byte-stream format"
+					case p.name == "sctp" && p.sink == "splice":
+						cell.Reason = "--sink splice is not available for sctp (the receiver needs recvmsg for message boundaries)"
+					}
+					cell.Unsupported = cell.Reason != ""
+					cells = append(cells, cell)
+					if !cell.Unsupported {
+						runnable = append(runnable, cell)
+					}
+				}
+			}
 		}
 	}
+	if len(runnable) == 0 {
+		return 0, usagef("nothing to run here: %s %s: %s", cells[0].Proto, cells[0].Mode, cells[0].Reason)
+	}
+
 	ctx, cancel := signalContext()
 	defer cancel()
 
-	out := &CompareFile{Env: report.ReadEnv()}
-	fmt.Fprintf(stdout, "compare: %s, %s-byte messages, %s per run, %d repeats, sink %s, sender CPU %s, receiver CPU %s\n",
-		c.proto, c.size, strings.Join(limit[1:], ""), repeat, sinkName, cmp(cpuSnd, "any"), cmp(cpuRcv, "any"))
-	for _, size := range sizes {
-		for rep := range repeat {
-			order := slices.Clone(modeList)
-			if rep%2 == 1 {
-				slices.Reverse(order)
+	out := &report.File{Env: report.ReadEnv(), Args: append([]string{"compare"}, args...)}
+	for _, p := range plans {
+		fmt.Fprintf(stdout, "compare: %s: modes %s, sizes %s, %s per run, sink %s\n", p.name, strings.Join(p.modes, ","),
+			joinInts(p.sizes), strings.Replace(strings.TrimPrefix(p.limit[0], "--"), "=", " ", 1), p.sink)
+	}
+	total := len(runnable) * repeat
+	fmt.Fprintf(stdout, "compare: %d cells (%d unsupported), %d repeats, streams %s, %d runs, sender CPU %s, receiver CPU %s\n",
+		len(cells), len(cells)-len(runnable), repeat, streamsS, total, cmp(cpuSnd, "any"), cmp(cpuRcv, "any"))
+	prog := newProgress(stdout, stderr, total)
+	failed := false
+runs:
+	for rep := range repeat {
+		order := slices.Clone(runnable)
+		if rep%2 == 1 {
+			slices.Reverse(order)
+		}
+		for _, cell := range order {
+			if ctx.Err() != nil {
+				break runs
 			}
-			for _, m := range order {
+			p := plan[cell.Proto]
+			prog.start(fmt.Sprintf("%s %s %d B%s, repeat %d", cell.Proto, cell.Mode, cell.Size, streamsTag(cell.Streams), rep+1))
+			r, err := runPair(ctx, exe, c, pairSpec{proto: cell.Proto, sink: p.sink, size: cell.Size,
+				sendArgs: cellArgs(cell, base, p.limit)}, cpuSnd, cpuRcv)
+			prog.done()
+			if err != nil {
 				if ctx.Err() != nil {
-					break
+					break runs
 				}
-				sargs := append(append(append(modeArgs(m), base...), limit...), "-s", strconv.FormatInt(size, 10))
-				r, err := runPair(ctx, exe, sargs, sinkName, c, cpuSnd, cpuRcv)
-				if err != nil {
-					return exitFailed, err
-				}
-				r.Repeat = rep + 1
-				out.Runs = append(out.Runs, r)
-				fmt.Fprintf(stdout, "  run %d/%d %-8s %6d B sender %s  %.0f ms/GiB  %.2f Gbit/s  %.0f pps\n", rep+1, repeat, m, size,
-					r.Sender.SeedLine(), r.Sender.CPUMsPerGiB, r.Sender.GbitS, r.Sender.PPS)
-				if r.Error != "" {
-					fmt.Fprintf(stdout, "    error: %s\n", r.Error)
-				}
+				// A run that produced no report: recorded as failed, the matrix goes on.
+				failed = true
+				r = &report.Run{Proto: cell.Proto, Mode: strings.TrimSuffix(cell.Mode, "-hot"), HotBuffer: strings.HasSuffix(cell.Mode, "-hot"),
+					Size: cell.Size, Streams: cell.Streams, Format: c.format, Verify: c.verify, Error: oneLine(err)}
+			}
+			r.Repeat = rep + 1
+			out.Runs = append(out.Runs, r)
+			if r.Sender != nil {
+				fmt.Fprintf(stdout, "  run %d/%d %-4s %-9s %6d B%s sender %s  %.0f ms/GiB  %.2f Gbit/s  %.0f pps\n", rep+1, repeat, cell.Proto, cell.Mode, cell.Size,
+					streamsTag(cell.Streams), r.Sender.SeedLine(), r.Sender.CPUMsPerGiB, r.Sender.GbitS, r.Sender.PPS)
+			}
+			if r.Error != "" {
+				fmt.Fprintf(stdout, "  run %d/%d %s %s %d B error: %s\n", rep+1, repeat, cell.Proto, cell.Mode, cell.Size, r.Error)
 			}
 		}
 	}
-	for _, size := range sizes {
-		sum := summarize(out.Runs, modeList, int(size))
-		out.Summary = append(out.Summary, sum...)
-		if c.proto == "udp" {
-			printCompareUDP(stdout, sum)
-		} else {
-			printCompare(stdout, sum)
-		}
+	prog.finish()
+	out.Summary = report.Summarize(out.Runs, cells)
+	report.WriteTables(stdout, out.Summary)
+	if ctx.Err() != nil {
+		fmt.Fprintf(stdout, "interrupted after %d of %d runs: the files hold what was measured\n", len(out.Runs), total)
 	}
-	if c.proto == "sctp" {
-		fmt.Fprintln(stdout, "note: splice into SCTP is copied by the kernel (SCTP has no MSG_SPLICE_PAGES; 6.1 used sock_no_sendpage): compare splice's sender sys time with write's above")
-	}
-	if jsonFile != "" {
-		b, _ := json.MarshalIndent(out, "", "  ")
-		if err := os.WriteFile(jsonFile, append(b, '\n'), 0o644); err != nil {
-			return exitFailed, err
-		}
-		fmt.Fprintf(stdout, "saved %s\n", jsonFile)
+	if err := writeOutputs(out, jsonFile, csvFile, htmlFile, stdout); err != nil {
+		return exitFailed, err
 	}
 	for _, r := range out.Runs {
 		if r.Receiver != nil && r.Verify && (r.Receiver.Corrupt > 0 || r.Proto != "udp" && r.Receiver.Lost+r.Receiver.Duplicate > 0) {
 			return exitIntegrity, nil
 		}
 		if r.Error != "" {
-			return exitFailed, nil
+			failed = true
 		}
 	}
-	if ctx.Err() != nil {
+	if failed || ctx.Err() != nil {
 		return exitFailed, nil
 	}
 	return exitOK, nil
+}
+
+// cellArgs are the send flags of one matrix cell.
+func cellArgs(cell report.Cell, base, limit []string) []string {
+	a := append(modeArgs(cell.Mode), "-p", cell.Proto, "-s", strconv.Itoa(cell.Size), "-P", strconv.Itoa(cell.Streams))
+	return append(append(a, base...), limit...)
+}
+
+func streamsTag(n int) string {
+	if n > 1 {
+		return fmt.Sprintf(" -P %d", n)
+	}
+	return ""
+}
+
+func joinInts(v []int64) string {
+	s := make([]string, len(v))
+	for i, n := range v {
+		s[i] = strconv.FormatInt(n, 10)
+	}
+	return strings.Join(s, ",")
+}
+
+// writeOutputs saves the results files that were asked for (compare and report).
+func writeOutputs(f *report.File, jsonFile, csvFile, htmlFile string, stdout io.Writer) error {
+	if jsonFile != "" {
+		if err := f.WriteFile(jsonFile); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "saved %s\n", jsonFile)
+	}
+	for _, o := range []struct {
+		name  string
+		write func(io.Writer) error
+	}{{csvFile, f.WriteCSV}, {htmlFile, f.WriteHTML}} {
+		if o.name == "" {
+			continue
+		}
+		if err := writeTo(o.name, o.write); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "saved %s\n", o.name)
+	}
+	return nil
+}
+
+func writeTo(name string, write func(io.Writer) error) error {
+	fh, err := os.Create(name)
+	if err != nil {
+		return err
+	}
+	if err := write(fh); err != nil {
+		fh.Close()
+		return err
+	}
+	return fh.Close()
+}
+
+// progress shows "cell i of N, elapsed, estimate" on a terminal (stderr, one line
+// rewritten in place); it prints nothing when the output is piped.
+type progress struct {
+	w        io.Writer
+	on       bool
+	total, i int
+	t0       time.Time
+}
+
+func newProgress(stdout, stderr io.Writer, total int) *progress {
+	p := &progress{w: stderr, total: total, t0: time.Now()}
+	so, ok1 := stdout.(*os.File)
+	se, ok2 := stderr.(*os.File)
+	p.on = ok1 && ok2 && term.IsTerminal(int(so.Fd())) && term.IsTerminal(int(se.Fd()))
+	return p
+}
+
+func (p *progress) start(what string) {
+	p.i++
+	if !p.on {
+		return
+	}
+	el := time.Since(p.t0)
+	est := "?"
+	if p.i > 1 {
+		left := el / time.Duration(p.i-1) * time.Duration(p.total-p.i+1)
+		est = "~" + left.Round(time.Second).String()
+	}
+	fmt.Fprintf(p.w, "\r\033[K[%d/%d] %s  elapsed %s, left %s", p.i, p.total, what, el.Round(time.Second), est)
+}
+
+func (p *progress) done() {
+	if p.on {
+		fmt.Fprint(p.w, "\r\033[K")
+	}
+}
+
+func (p *progress) finish() {
+	if p.on {
+		fmt.Fprintf(p.w, "\r\033[Kcompare: %d runs in %s\n", p.i, time.Since(p.t0).Round(time.Second))
+	}
 }
 
 // modeArgs turns a compare mode label into send flags.
@@ -259,10 +420,17 @@ func sendSpecCheck(args []string) (bool, error) {
 
 // runPair runs one test with the receiver and the sender each in its own child process
 // (so each side's getrusage is its own), the receiver on an inherited listening socket.
-func runPair(ctx context.Context, exe string, sendArgs []string, sinkName string, c *common, cpuSnd, cpuRcv string) (*report.Run, error) {
+// pairSpec is one run: the protocol, the receiver's sink, the message size, the send flags.
+type pairSpec struct {
+	proto, sink string
+	size        int
+	sendArgs    []string
+}
+
+func runPair(ctx context.Context, exe string, c *common, ps pairSpec, cpuSnd, cpuRcv string) (*report.Run, error) {
 	var lf *os.File
 	var addr string
-	if c.proto == "udp" {
+	if ps.proto == "udp" {
 		ln, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 		if err != nil {
 			return nil, err
@@ -274,7 +442,7 @@ func runPair(ctx context.Context, exe string, sendArgs []string, sinkName string
 			return nil, err
 		}
 	} else {
-		plugin, err := proto.Lookup(c.proto)
+		plugin, err := proto.Lookup(ps.proto)
 		if err != nil {
 			return nil, err
 		}
@@ -291,7 +459,7 @@ func runPair(ctx context.Context, exe string, sendArgs []string, sinkName string
 	}
 	defer lf.Close()
 
-	rargs := []string{"recv", "--listen-fd", "3", "--json", "-i", "0", "--sink", sinkName, "-p", c.proto,
+	rargs := []string{"recv", "--listen-fd", "3", "--json", "-i", "0", "--sink", ps.sink, "-p", ps.proto,
 		"--format", c.format, "--idle", "20s"}
 	if c.verify {
 		rargs = append(rargs, "--verify")
@@ -299,15 +467,15 @@ func runPair(ctx context.Context, exe string, sendArgs []string, sinkName string
 	if c.rcvbuf != "" {
 		rargs = append(rargs, "--rcvbuf", c.rcvbuf)
 	}
-	sargs := append([]string{"send", "--json", "-i", "0"}, sendArgs...)
+	sargs := append([]string{"send", "--json", "-i", "0"}, ps.sendArgs...)
 	if cpuRcv != "" {
 		rargs = append(rargs, "--cpu", cpuRcv)
 	}
 	if cpuSnd != "" {
 		sargs = append(sargs, "--cpu", cpuSnd)
 	}
-	if c.format != "native" && c.proto != "udp" {
-		rargs = append(rargs, "-s", c.size)
+	if c.format != "native" && ps.proto != "udp" {
+		rargs = append(rargs, "-s", strconv.Itoa(ps.size))
 	}
 	sargs = append(sargs, addr)
 
@@ -348,96 +516,4 @@ func runPair(ctx context.Context, exe string, sendArgs []string, sinkName string
 	}
 	run.Interrupted = run.Interrupted || rr.Interrupted
 	return run, nil
-}
-
-func median(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := slices.Clone(v)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
-func summarize(runs []*report.Run, modes []string, size int) []Summary {
-	var out []Summary
-	for _, m := range modes {
-		var sm Summary
-		var su, ss, sr, sc, ru, rs, rr, rc, g, sp, rp, lp, cm []float64
-		for _, r := range runs {
-			if r.Label() != m || r.Size != size || r.Sender == nil || r.Receiver == nil {
-				continue
-			}
-			sp, rp = append(sp, r.Sender.PPS), append(rp, r.Receiver.PPS)
-			lp = append(lp, r.Receiver.LossPct)
-			if r.Sender.Messages > 0 {
-				cm = append(cm, (r.Sender.UsrMs+r.Sender.SysMs)/(float64(r.Sender.Messages)/1e6))
-			}
-			sm.Fallbacks += r.Sender.Fallbacks
-			sm.Proto, sm.Mode, sm.Size = r.Proto, r.Label(), r.Size
-			sm.Runs++
-			su, ss, sr, sc = append(su, r.Sender.UsrMs), append(ss, r.Sender.SysMs), append(sr, r.Sender.RealMs), append(sc, r.Sender.CPUMsPerGiB)
-			ru, rs, rr, rc = append(ru, r.Receiver.UsrMs), append(rs, r.Receiver.SysMs), append(rr, r.Receiver.RealMs), append(rc, r.Receiver.CPUMsPerGiB)
-			g = append(g, r.Receiver.GbitS)
-			sm.Corrupt += r.Receiver.Corrupt
-		}
-		if sm.Runs == 0 {
-			continue
-		}
-		sm.SndUsrMs, sm.SndSysMs, sm.SndRealMs, sm.SndCPUGiB = median(su), median(ss), median(sr), median(sc)
-		sm.RcvUsrMs, sm.RcvSysMs, sm.RcvRealMs, sm.RcvCPUGiB = median(ru), median(rs), median(rr), median(rc)
-		sm.GbitS = median(g)
-		sm.SndPPS, sm.RcvPPS, sm.LossPct, sm.SndCPUMpkt = median(sp), median(rp), median(lp), median(cm)
-		if sm.SndCPUGiB > 0 {
-			sm.SndSpread = (slices.Max(sc) - slices.Min(sc)) / sm.SndCPUGiB * 100
-		}
-		out = append(out, sm)
-	}
-	return out
-}
-
-func printCompare(w io.Writer, sum []Summary) {
-	fmt.Fprintln(w)
-	for _, s := range sum {
-		fmt.Fprintf(w, "%s %s (median of %d):\n", s.Proto, s.Mode, s.Runs)
-		fmt.Fprintf(w, "  sender:   usr=%.3fs, sys=%.3fs, real=%.3fs\n", s.SndUsrMs/1000, s.SndSysMs/1000, s.SndRealMs/1000)
-		fmt.Fprintf(w, "  receiver: usr=%.3fs, sys=%.3fs, real=%.3fs\n", s.RcvUsrMs/1000, s.RcvSysMs/1000, s.RcvRealMs/1000)
-	}
-	fmt.Fprintln(w)
-	fmt.Fprintf(w, "%-10s %8s %15s %15s %15s %9s %8s\n", "mode", "size", "snd ms/GiB", "rcv ms/GiB", "snd sys ms", "Gbit/s", "corrupt")
-	for _, s := range sum {
-		fmt.Fprintf(w, "%-10s %8d %9.0f ±%3.0f%% %15.0f %15.0f %9.2f %8d\n", s.Mode, s.Size, s.SndCPUGiB, s.SndSpread/2,
-			s.RcvCPUGiB, s.SndSysMs, s.GbitS, s.Corrupt)
-	}
-	var spl *Summary
-	for i := range sum {
-		if sum[i].Mode == "splice" {
-			spl = &sum[i]
-		}
-	}
-	if spl == nil || spl.SndSysMs == 0 || spl.SndCPUGiB == 0 || spl.RcvCPUGiB == 0 {
-		return
-	}
-	fmt.Fprintln(w)
-	for _, s := range sum {
-		if s.Mode == "splice" {
-			continue
-		}
-		fmt.Fprintf(w, "%s/splice: sender sys %.2fx, sender CPU per GiB %.2fx, receiver CPU per GiB %.2fx\n",
-			s.Mode, s.SndSysMs/spl.SndSysMs, s.SndCPUGiB/spl.SndCPUGiB, s.RcvCPUGiB/spl.RcvCPUGiB)
-	}
-}
-
-// printCompareUDP is the datagram table: packet rates, loss, sender CPU per packet.
-func printCompareUDP(w io.Writer, sum []Summary) {
-	fmt.Fprintln(w)
-	fmt.Fprintf(w, "%-8s %6s %12s %12s %8s %14s %9s %8s %9s\n", "mode", "size", "sent pps", "recv pps", "loss %",
-		"snd ms/Mpkt", "Gbit/s", "corrupt", "fallback")
-	for _, s := range sum {
-		fmt.Fprintf(w, "%-8s %6d %12.0f %12.0f %8.3f %14.0f %9.2f %8d %9d\n", s.Mode, s.Size, s.SndPPS, s.RcvPPS, s.LossPct,
-			s.SndCPUMpkt, s.GbitS, s.Corrupt, s.Fallbacks)
-	}
 }

@@ -40,7 +40,8 @@ const usage = `splicegen: traffic through vmsplice(2) → pipe → splice(2), me
 usage:
   splicegen send    [flags] HOST[:PORT]   transmit one test (port 5500 by default)
   splicegen recv    [flags] [HOST]:PORT   receive one test and report
-  splicegen compare [flags]               side-by-side runs on loopback
+  splicegen compare [flags]               side-by-side runs on loopback (matrix, table, JSON/CSV/HTML)
+  splicegen report  [flags] R.json [B.json]  re-render saved results; two files: side by side with ratios
   splicegen probe                         what this kernel supports
 
 Run "splicegen COMMAND --help" for a command's flags.
@@ -73,10 +74,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return exitOK
-	case "server", "report":
+	case "report":
+		code, err = cmdReport(args[1:], stdout, stderr)
+	case "server":
 		err = usagef("%s is not implemented yet", args[0])
 	default:
-		err = usagef("unknown command %q (want send, recv, compare or probe)", args[0])
+		err = usagef("unknown command %q (want send, recv, compare, report or probe)", args[0])
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "splicegen %s: %s\n", args[0], oneLine(err))

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/splicegen/splicegen/proto"
+	"github.com/splicegen/splicegen/report"
 	"golang.org/x/sys/unix"
 )
 
@@ -135,9 +136,29 @@ func TestSCTPBadInput(t *testing.T) {
 func TestSCTPCompare(t *testing.T) {
 	requireSCTP(t)
 	t.Setenv("SPLICEGEN_TEST_AS_CLI", "1")
-	r := runArgs("compare", "-p", "sctp", "--bytes", "2MiB", "--repeat", "1", "-m", "splice,write", "--json", t.TempDir()+"/c.json")
+	dir := t.TempDir()
+	// The matrix in the guest: SCTP cells run, gso is listed as unsupported for both.
+	r := runArgs("compare", "-p", "sctp,tcp", "--bytes", "2MiB", "--repeat", "1", "-m", "splice,write,gso",
+		"--json", dir+"/c.json", "--html", dir+"/c.html")
 	if r.code != 0 || !strings.Contains(r.stdout, "splice into SCTP is copied by the kernel") || !strings.Contains(r.stdout, "write/splice") {
 		t.Fatalf("exit %d: %s\n%s", r.code, r.stderr, r.stdout)
+	}
+	f, err := report.ReadFile(dir + "/c.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, s := range f.Summary {
+		got[s.Proto+" "+s.Mode] = fmt.Sprintf("runs=%d unsupported=%v", s.Runs, s.Unsupported)
+	}
+	for k, want := range map[string]string{"sctp splice": "runs=1 unsupported=false", "sctp write": "runs=1 unsupported=false",
+		"sctp gso": "runs=0 unsupported=true", "tcp splice": "runs=1 unsupported=false", "tcp gso": "runs=0 unsupported=true"} {
+		if got[k] != want {
+			t.Errorf("%s: %s, want %s", k, got[k], want)
+		}
+	}
+	if h, err := os.ReadFile(dir + "/c.html"); err != nil || !strings.Contains(string(h), "sctp, 65536 B: CPU per GiB") {
+		t.Errorf("html: %v", err)
 	}
 	t.Log("\n" + r.stdout)
 }
