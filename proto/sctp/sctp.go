@@ -199,11 +199,29 @@ func (c *Conn) finishConnect(ctx context.Context) error {
 	if serr != nil {
 		return serr
 	}
-	// Writable with SO_ERROR 0 can also mean "not yet": confirm the association is up.
-	if _, err := c.status(); err != nil {
-		return fmt.Errorf("connect: %w", err)
+	// sctp_poll (net/sctp/socket.c) reports a connecting one-to-one socket writable as
+	// soon as it has send-buffer space, before the association is up, and SCTP_STATUS
+	// answers EINVAL until it is ESTABLISHED (sctp_id2assoc). Nothing in the poller
+	// signals that moment, so wait for it with short, growing sleeps, bounded by ctx.
+	wait := time.Millisecond
+	for {
+		_, err := c.status()
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, unix.EINVAL) {
+			return fmt.Errorf("connect: %w", err)
+		}
+		if v, err := proto.SockoptInt(c.rc, unix.SOL_SOCKET, unix.SO_ERROR); err == nil && v != 0 {
+			return os.NewSyscallError("connect", unix.Errno(v))
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("connect: association not established: %w", ctx.Err())
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 50*time.Millisecond)
 	}
-	return nil
 }
 
 // status reads SCTP_STATUS: the negotiated stream counts.
