@@ -36,7 +36,10 @@ const (
 // NewPacer paces perSec messages per second, sent batch at a time.
 func NewPacer(perSec float64, batch int) *Pacer {
 	iv := 1e9 / perSec
-	ahead := max(minAhead, float64(batch)*iv)
+	// Sending may run ahead of the schedule by less than one batch: a batch of n waits
+	// for its first message's slot, so allowing n intervals would send two batches at
+	// once (seen at --pps 1 as pairs every two seconds).
+	ahead := max(minAhead, float64(batch-1)*iv)
 	return &Pacer{interval: iv, ahead: ahead, behind: max(minBehind, 4*ahead),
 		Now: func() int64 { return time.Now().UnixNano() }, Sleep: time.Sleep}
 }
@@ -57,7 +60,7 @@ func (p *Pacer) Wait(n int, stop *atomic.Bool) bool {
 			if stop != nil && stop.Load() {
 				return false
 			}
-			p.Sleep(min(time.Duration(d), maxSleep))
+			p.Sleep(time.Duration(min(d, float64(maxSleep)))) // in float: d may overflow a Duration
 			d = p.next - float64(p.Now())
 		}
 	}

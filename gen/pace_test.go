@@ -89,3 +89,22 @@ func TestSpecPerStream(t *testing.T) {
 		t.Fatalf("perStream = %v", got)
 	}
 }
+
+// One message per interval, not pairs: the allowance to run ahead must stay below one
+// batch (review finding: --pps 1 sent two messages every two seconds).
+func TestPacerNoDoubleBurst(t *testing.T) {
+	var now int64
+	p := NewPacer(1, 1)
+	p.Now = func() int64 { return now }
+	p.Sleep = func(d time.Duration) { now += int64(d) }
+	var sent []int64
+	for range 4 {
+		p.Wait(1, nil)
+		sent = append(sent, now)
+	}
+	for i := 1; i < len(sent); i++ {
+		if gap := time.Duration(sent[i] - sent[i-1]); gap < 900*time.Millisecond {
+			t.Fatalf("messages at %v: gap %v, want about 1s", sent, gap)
+		}
+	}
+}

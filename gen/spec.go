@@ -45,6 +45,9 @@ type Spec struct {
 	Batch int
 }
 
+// MinPerStreamRate is the slowest pace a stream accepts, in messages per second.
+const MinPerStreamRate = 1e-3
+
 // ErrUsage marks errors that are the user's input (exit status 2).
 var ErrUsage = errors.New("usage")
 
@@ -94,11 +97,17 @@ func (s *Spec) Validate() error {
 	if s.HotBuffer && s.Mode != ModeWrite && s.Mode != ModeMmsg && s.Mode != ModeGSO {
 		return usagef("--hot-buffer is for the copying modes (write, mmsg, gso) only: %s hands pages to the kernel by reference", s.Mode)
 	}
+	if r := s.perStream(); r > 0 && r < MinPerStreamRate {
+		return usagef("pace of %.3g messages/s per stream is below the floor of %g (one message per 1000 s)", r, MinPerStreamRate)
+	}
 	if s.Rate < 0 || s.PPS < 0 || (s.Rate > 0 && s.PPS > 0) {
 		return usagef("give at most one of --rate, --pps, positive")
 	}
 	if s.Batch < 0 || s.Batch > 1024 {
 		return usagef("--batch %d out of range 1..1024", s.Batch)
+	}
+	if s.IO == "block" && s.Mode == ModeZerocopy {
+		return usagef("--io block does not support --mode zerocopy (completions are waited for in the poller)")
 	}
 	if s.IO != "" && s.IO != "poll" && s.IO != "block" {
 		return usagef("--io %q: want poll or block", s.IO)

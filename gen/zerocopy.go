@@ -2,6 +2,7 @@ package gen
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"unsafe"
 
@@ -142,7 +143,13 @@ func (st *stream) zcStep(fd uintptr) bool {
 		switch e {
 		case 0:
 		case unix.EAGAIN, unix.ENOBUFS:
-			// ENOBUFS: the notification memory (optmem_max) is used up; completions free it.
+			// ENOBUFS: notification memory (optmem_max) or the pinned-page quota
+			// (RLIMIT_MEMLOCK without CAP_IPC_LOCK, mm_account_pinned_pages) is used up;
+			// completions free it. With nothing in flight none will come: fail.
+			if e == unix.ENOBUFS && z.t.next == z.t.base {
+				st.err = fmt.Errorf("sendmsg MSG_ZEROCOPY: %w with nothing in flight: one message exceeds the pinned-page limit (RLIMIT_MEMLOCK, ulimit -l) or net.core.optmem_max; use a smaller --size", e)
+				return true
+			}
 			st.waits++
 			if st.err = st.zcDrain(fd); st.err != nil {
 				return true

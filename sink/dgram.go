@@ -54,6 +54,7 @@ type DgramReceiver struct {
 	gro      bool
 	bytes    atomic.Uint64
 	msgs     atomic.Uint64
+	seen     atomic.Uint64 // every datagram, stray ones included: the idle watchdog's clock
 	lost     atomic.Uint64
 	streams  [maxDgStreams]*dstream
 	order    []uint32 // stream ids in order of first arrival
@@ -153,7 +154,7 @@ func (r *DgramReceiver) Run(ctx context.Context, started func()) (*Stats, error)
 				r.pc.SetReadDeadline(time.Unix(1, 0))
 				return
 			case <-t.C:
-				if n := r.msgs.Load(); n != last || n == 0 {
+				if n := r.seen.Load(); n != last || n == 0 {
 					last, since = n, time.Now()
 				} else if time.Since(since) > r.cfg.Idle {
 					idle.Store(true)
@@ -225,6 +226,7 @@ func groSize(m *mmsghdr, ctl []byte) int {
 
 // datagram accounts one datagram.
 func (r *DgramReceiver) datagram(b []byte, now time.Time) {
+	r.seen.Add(1)
 	if r.cfg.Format == gen.FormatRaw {
 		ds := r.stream(0, 0)
 		r.count(ds, len(b), now)

@@ -241,7 +241,13 @@ func (r *Receiver) drain(c proto.Conn) (StreamStats, error) {
 	defer c.Close()
 	ck := newChecker(r.cfg.Format, r.cfg.Verify, r.cfg.Size)
 	if r.cfg.Format == gen.FormatNative {
-		if err := sendHello(c); err != nil {
+		// The splice sink's pipe holds the sender's pages too (on loopback) until
+		// /dev/null takes them: report it as part of the bound.
+		extra := 0
+		if r.cfg.Sink == SinkSplice {
+			extra, _ = pages.Sysctl("fs/pipe-max-size")
+		}
+		if err := sendHello(c, extra); err != nil {
 			return ck.end(), err
 		}
 	}
@@ -397,9 +403,23 @@ func peekNative(rc syscall.RawConn, ck *checker) error {
 	var hdr [gen.HeaderLen]byte
 	var n int
 	var perr error
+	var finRcvd bool
 	err := rc.Read(func(fd uintptr) bool {
-		n, _, perr = unix.Recvfrom(int(fd), hdr[:], unix.MSG_PEEK|unix.MSG_WAITALL)
-		return perr != unix.EAGAIN
+		n, _, perr = unix.Recvfrom(int(fd), hdr[:], unix.MSG_PEEK)
+		if perr == unix.EAGAIN {
+			return false
+		}
+		if perr != nil || n == 0 || n == len(hdr) {
+			return true
+		}
+		// Part of a header is queued. MSG_PEEK leaves it there, so the socket stays
+		// readable without a new edge: wait for the next one (more data, or the FIN),
+		// unless the FIN is already in (tcp(7) TCP_INFO: CLOSE_WAIT).
+		if ti, err := unix.GetsockoptTCPInfo(int(fd), unix.SOL_TCP, unix.TCP_INFO); err == nil && ti.State == tcpCloseWait {
+			finRcvd = true
+			return true
+		}
+		return false
 	})
 	if err != nil {
 		return err
@@ -410,9 +430,9 @@ func peekNative(rc syscall.RawConn, ck *checker) error {
 	if n == 0 {
 		return nil // EOF before any data
 	}
-	if n < gen.HeaderLen {
-		// Fewer bytes than a header queued so far: peek again once more arrive.
-		return peekNative(rc, ck)
+	if finRcvd {
+		ck.breakFraming(fmt.Errorf("the peer closed after %d bytes, less than a header", n))
+		return nil
 	}
 	var h gen.Header
 	if err := gen.ParseHeader(hdr[:], &h); err != nil {
@@ -422,6 +442,9 @@ func peekNative(rc syscall.RawConn, ck *checker) error {
 	ck.first, ck.h, ck.st.Stream, ck.st.MsgSize = true, h, h.Stream, int(h.Length)+gen.HeaderLen
 	return nil
 }
+
+// tcpCloseWait is TCP_CLOSE_WAIT (include/net/tcp_states.h): the peer's FIN arrived.
+const tcpCloseWait = 8
 
 // maxSizes bounds the SCTP message-size histogram (sizes beyond it are not recorded).
 const maxSizes = 64
@@ -492,13 +515,13 @@ func (r *Receiver) drainMessages(mr proto.MessageReader) (StreamStats, error) {
 }
 
 // sendHello reports this end's receive-queue bound to the sender (gen.PutHello).
-func sendHello(c proto.Conn) error {
+func sendHello(c proto.Conn, extra int) error {
 	b, err := c.Buffers()
 	if err != nil {
 		return err
 	}
 	var h [gen.HelloLen]byte
-	gen.PutHello(h[:], uint64(b.RcvBufMax))
+	gen.PutHello(h[:], uint64(b.RcvBufMax+extra))
 	c.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	defer c.SetWriteDeadline(time.Time{})
 	_, err = c.Write(h[:])

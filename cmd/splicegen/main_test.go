@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -319,6 +320,8 @@ func TestBadInput(t *testing.T) {
 		{"recv", "127.0.0.1:abc"},
 		{"recv", "--idle", "0s"},
 		{"recv", "--stall", "5s"},
+		{"send", "-p", "udp", "--pps", "1e-11", "127.0.0.1:9"},
+		{"send", "--io", "block", "-m", "zerocopy", "127.0.0.1:9"},
 		{"recv", "--stall", "1ms", "--sink", "splice"},
 		{"compare", "--repeat", "0"},
 		{"compare", "-m", "teleport"},
@@ -402,5 +405,61 @@ func TestParseCPUList(t *testing.T) {
 		if _, err := parseCPUList(in, 4); err == nil {
 			t.Errorf("%q accepted", in)
 		}
+	}
+}
+
+// A peer that sends less than a header and closes: the splice sink reports lost framing
+// at once (it used to recurse on MSG_PEEK until the stack overflowed).
+func TestSpliceSinkShortHeaderAtEOF(t *testing.T) {
+	addr, fd := listenFD(t, "tcp")
+	done := make(chan result, 1)
+	go func() {
+		done <- runArgs("recv", "--listen-fd", fmt.Sprint(fd), "-i", "0", "--sink", "splice", "--idle", "5s", "--json")
+	}()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Write([]byte("hello"))
+	c.(*net.TCPConn).CloseWrite()
+	defer c.Close()
+	select {
+	case r := <-done:
+		if r.code != 1 || !strings.Contains(r.stdout, "framing lost") {
+			t.Fatalf("exit %d: %s %s", r.code, r.stdout, r.stderr)
+		}
+	case <-time.After(4 * time.Second):
+		t.Fatal("receiver hangs on a short header at EOF")
+	}
+}
+
+// compare's receiver child adopts a listener the parent made: --rcvbuf must still lock
+// its buffer, so the sender sizes its ring from the clamped value (review finding).
+func TestCompareRcvbufReachesReceiver(t *testing.T) {
+	t.Setenv("SPLICEGEN_TEST_AS_CLI", "1")
+	file := t.TempDir() + "/c.json"
+	r := runArgs("compare", "-m", "splice", "--bytes", "64MiB", "--repeat", "1", "--verify",
+		"--sndbuf", "256k", "--rcvbuf", "256k", "--json", file)
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s\n%s", r.code, r.stderr, r.stdout)
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f struct {
+		Runs []struct {
+			Sender struct {
+				Detail struct {
+					Rule struct {
+						Peer int `json:"peer_rcvbuf"`
+					} `json:"ring_rule"`
+				}
+			}
+		}
+	}
+	mustJSON(t, string(b), &f)
+	if len(f.Runs) != 1 || f.Runs[0].Sender.Detail.Rule.Peer != 2*256<<10 {
+		t.Fatalf("receiver reported %+v, want its locked 512 KiB", f.Runs)
 	}
 }

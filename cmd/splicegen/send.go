@@ -30,7 +30,7 @@ func cmdSend(args []string, stdout, stderr io.Writer) (int, error) {
 	c.fs.BoolVar(&hot, "hot-buffer", false, "write mode: send every message from one cache-hot buffer instead of the page ring")
 	c.fs.StringVarP(&rateS, "rate", "b", "", "pace to this many bits/s over all streams, e.g. 500M, 1Gbit, 2.5G")
 	c.fs.StringVar(&ppsS, "pps", "", "pace to this many messages/s over all streams, e.g. 100k")
-	c.fs.IntVar(&batch, "batch", 0, "datagrams per sendmmsg (mmsg, default 64) or segments per super-buffer (gso, default max(128, 65507/size))")
+	c.fs.IntVar(&batch, "batch", 0, "datagrams per sendmmsg (mmsg, default 64) or segments per super-buffer (gso, default min(128, 65507/size))")
 	c.fs.StringVar(&io_, "io", "poll", "data-path I/O: poll (netpoller) or block (blocking fd on a locked thread)")
 	c.fs.MarkHidden("io")
 	if done, err := c.parse(args, stdout, "splicegen send [flags] HOST[:PORT]"); done || err != nil {

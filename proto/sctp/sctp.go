@@ -286,6 +286,11 @@ func (Plugin) FileListener(f *os.File, o proto.Options) (proto.Listener, error) 
 		unix.Close(fd)
 		return nil, err
 	}
+	// The parent made the socket without our options (see proto/tcp FileListener).
+	if err := proto.SetBuffers(fd, o); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
 	return newListener(fd, o)
 }
 

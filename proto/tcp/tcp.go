@@ -69,6 +69,16 @@ func (Plugin) FileListener(f *os.File, o proto.Options) (proto.Listener, error) 
 		l.Close()
 		return nil, fmt.Errorf("inherited fd is not a TCP listener")
 	}
+	// The parent made the socket without our options: apply them before the first
+	// accept, so Buffers' "locked by --rcvbuf" is true (accepted sockets inherit them).
+	if rc, err := tl.SyscallConn(); err == nil {
+		var serr error
+		rc.Control(func(fd uintptr) { serr = proto.SetBuffers(int(fd), o) })
+		if serr != nil {
+			tl.Close()
+			return nil, serr
+		}
+	}
 	return &listener{tl, o}, nil
 }
 
