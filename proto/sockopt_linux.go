@@ -2,6 +2,7 @@ package proto
 
 import (
 	"os"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -30,4 +31,16 @@ func SetBuffers(fd int, o Options) error {
 		}
 	}
 	return nil
+}
+
+// ControlBuffers is a net.Dialer / net.ListenConfig Control function applying o's buffer
+// requests before bind/connect.
+func ControlBuffers(o Options) func(string, string, syscall.RawConn) error {
+	return func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		if err := rc.Control(func(fd uintptr) { serr = SetBuffers(int(fd), o) }); err != nil {
+			return err
+		}
+		return serr
+	}
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"syscall"
 
 	"github.com/splicegen/splicegen/pages"
 	"github.com/splicegen/splicegen/proto"
@@ -29,18 +28,8 @@ func (Plugin) Supports(mode string) error {
 	return fmt.Errorf("mode %q is not implemented for tcp (have splice, write, sendfile, zerocopy)", mode)
 }
 
-func control(o proto.Options) func(string, string, syscall.RawConn) error {
-	return func(_, _ string, rc syscall.RawConn) error {
-		var serr error
-		if err := rc.Control(func(fd uintptr) { serr = proto.SetBuffers(int(fd), o) }); err != nil {
-			return err
-		}
-		return serr
-	}
-}
-
 func (Plugin) Dial(ctx context.Context, addr string, o proto.Options) (proto.Conn, error) {
-	d := net.Dialer{Control: control(o)}
+	d := net.Dialer{Control: proto.ControlBuffers(o)}
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
@@ -51,7 +40,7 @@ func (Plugin) Dial(ctx context.Context, addr string, o proto.Options) (proto.Con
 func (Plugin) Listen(addr string, o proto.Options) (proto.Listener, error) {
 	// SO_RCVBUF must be set on the listener, before listen(2): the window scale is fixed
 	// in the SYN (tcp(7)); accepted sockets inherit it.
-	lc := net.ListenConfig{Control: control(o)}
+	lc := net.ListenConfig{Control: proto.ControlBuffers(o)}
 	l, err := lc.Listen(context.Background(), "tcp", addr)
 	if err != nil {
 		return nil, err

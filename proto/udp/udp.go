@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"syscall"
 
 	"github.com/splicegen/splicegen/pages"
 	"github.com/splicegen/splicegen/proto"
@@ -60,20 +59,10 @@ func MaxDatagram(addr string) int {
 	return MaxIPv4
 }
 
-func control(o proto.Options) func(string, string, syscall.RawConn) error {
-	return func(_, _ string, rc syscall.RawConn) error {
-		var serr error
-		if err := rc.Control(func(fd uintptr) { serr = proto.SetBuffers(int(fd), o) }); err != nil {
-			return err
-		}
-		return serr
-	}
-}
-
 // Dial makes a connected UDP socket: connect(2) fixes the peer, so write, splice and
 // sendmmsg need no address, and ICMP port unreachable comes back as ECONNREFUSED.
 func (Plugin) Dial(ctx context.Context, addr string, o proto.Options) (proto.Conn, error) {
-	d := net.Dialer{Control: control(o)}
+	d := net.Dialer{Control: proto.ControlBuffers(o)}
 	c, err := d.DialContext(ctx, "udp", addr)
 	if err != nil {
 		return nil, err
@@ -110,7 +99,7 @@ func recvOptions(o proto.Options) proto.Options {
 // --rcvbuf) and, with o.GRO, UDP_GRO.
 func (Plugin) ListenPacket(addr string, o proto.Options) (proto.PacketConn, error) {
 	o = recvOptions(o)
-	lc := net.ListenConfig{Control: control(o)}
+	lc := net.ListenConfig{Control: proto.ControlBuffers(o)}
 	c, err := lc.ListenPacket(context.Background(), "udp", addr)
 	if err != nil {
 		return nil, err
