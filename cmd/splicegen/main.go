@@ -185,7 +185,15 @@ func (c *common) pin() error {
 	if err != nil {
 		return usageErr{err.Error()}
 	}
-	return pinProcess(cpus)
+	if err := pinProcess(cpus); err != nil {
+		return err
+	}
+	// As if started under taskset: Go sizes GOMAXPROCS from the affinity mask at start-up,
+	// but we pin later. With more Ps than CPUs, idle Ms spin on the pinned CPU and preempt
+	// the sender at syscall exit (perf: finish_task_switch under write); measured UDP 64 B
+	// write on one CPU: 172k pps with GOMAXPROCS=2, 285k with 1.
+	runtime.GOMAXPROCS(len(cpus))
+	return nil
 }
 
 // hostPort checks HOST[:PORT] and fills in the default port.
