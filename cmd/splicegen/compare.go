@@ -487,7 +487,13 @@ func runPair(ctx context.Context, exe string, c *common, ps pairSpec, cpuSnd, cp
 	rc.Stdout, rc.Stderr = &rout, &rerr
 	rc.Cancel = func() error { return rc.Process.Signal(os.Interrupt) }
 	rc.WaitDelay = 5 * time.Second
-	if err := rc.Start(); err != nil {
+	err := rc.Start()
+	// The child has its copy now. Close ours at once: a dup shares the open file
+	// description, so for UDP (the data socket itself) every datagram would also wake
+	// this process's epoll — measured: the parent at ~20% CPU and the sender's CPU paying
+	// the wake-ups (UDP 64 B write 169k pps via compare vs 294k without the parent's copy).
+	lf.Close()
+	if err != nil {
 		return nil, err
 	}
 	sc := exec.CommandContext(cctx, exe, sargs...)
