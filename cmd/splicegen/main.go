@@ -262,6 +262,18 @@ func defaultInterval(flag time.Duration, run time.Duration, jsonOut bool, stdout
 	return 0
 }
 
+// emit prints one run's result (JSON or text), with the run's error folded in.
+func (c *common) emit(w io.Writer, r *report.Run, runErr error) {
+	if runErr != nil {
+		r.Error = oneLine(runErr)
+	}
+	if c.json {
+		printJSON(w, r)
+	} else {
+		report.Text(w, r)
+	}
+}
+
 func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")

@@ -118,14 +118,7 @@ func cmdRecv(args []string, stdout, stderr io.Writer) (int, error) {
 		Unverified: t.Unverified, Truncated: t.Truncated, Sink: sinkName, Detail: st}
 	v.Fill(u0, u1, t.Bytes, t.Messages)
 	r.Receiver = v
-	if runErr != nil {
-		r.Error = oneLine(runErr)
-	}
-	if c.json {
-		printJSON(stdout, r)
-	} else {
-		report.Text(stdout, r)
-	}
+	c.emit(stdout, r, runErr)
 	switch {
 	case c.verify && (t.Corrupt > 0 || t.Lost > 0 || t.Duplicate > 0 || t.Reordered > 0):
 		return exitIntegrity, nil

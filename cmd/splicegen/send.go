@@ -117,20 +117,13 @@ func cmdSend(args []string, stdout, stderr io.Writer) (int, error) {
 	snd := &report.Sender{RingBytes: st.RingBytes, Sndbuf: st.Buffers.SndBuf, Fallbacks: st.Fallbacks, Detail: st}
 	snd.Fill(u0, u1, b, m)
 	r.Sender = snd
-	if runErr != nil {
-		r.Error = oneLine(runErr)
-	}
 	for _, ss := range st.Streams {
 		if ss.Fallback != "" {
 			fmt.Fprintf(stderr, "splicegen send: stream %d: %s\n", ss.Stream, ss.Fallback)
 			break
 		}
 	}
-	if c.json {
-		printJSON(stdout, r)
-	} else {
-		report.Text(stdout, r)
-	}
+	c.emit(stdout, r, runErr)
 	if runErr != nil || r.Interrupted {
 		return exitFailed, nil
 	}

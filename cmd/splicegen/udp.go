@@ -122,14 +122,7 @@ func cmdRecvUDP(c *common, plugin proto.Plugin, cfg sink.Config, listenFD int, g
 		v.LossPct = float64(t.Lost) / float64(sent) * 100
 	}
 	r.Receiver = v
-	if runErr != nil {
-		r.Error = oneLine(runErr)
-	}
-	if c.json {
-		printJSON(stdout, r)
-	} else {
-		report.Text(stdout, r)
-	}
+	c.emit(stdout, r, runErr)
 	switch {
 	case cfg.Verify && t.Corrupt > 0: // loss is measured on UDP, not an integrity failure
 		return exitIntegrity, nil
