@@ -315,18 +315,8 @@ func newStream(s *Sender, id uint32, c proto.Conn) (*stream, error) {
 		st.lanes = l.Lanes()
 		st.laneFn = func(fd uintptr) { st.laneErr = l.SetLane(fd, st.lane) }
 	}
-	switch spec.Mode {
-	case ModeSplice:
-		st.step = st.spliceStep
-	case ModeWrite:
-		st.step = st.writeStep
-	case ModeSendfile:
-		st.step = st.sendfileStep
-	case ModeZerocopy:
-		st.step = st.zcStep
-		if err := st.setupZerocopy(); err != nil {
-			return nil, err
-		}
+	if err := st.setStep(st.spliceStep); err != nil {
+		return nil, err
 	}
 	if spec.IO == "block" {
 		if err := st.openBlocking(); err != nil {
@@ -334,6 +324,26 @@ func newStream(s *Sender, id uint32, c proto.Conn) (*stream, error) {
 		}
 	}
 	return st, nil
+}
+
+// setStep picks the step function of the modes every socket kind shares; splice is the
+// kind's own (a byte stream drains the pipe in chunks, a datagram is one splice call).
+// Modes it does not know (mmsg, gso) are left to the caller.
+func (st *stream) setStep(splice func(fd uintptr) bool) error {
+	switch st.s.spec.Mode {
+	case ModeSplice:
+		st.step = splice
+	case ModeWrite:
+		st.step = st.writeStep
+	case ModeSendfile:
+		st.step = st.sendfileStep
+	case ModeZerocopy:
+		// One sendmsg(MSG_ZEROCOPY) per message (UDP zerocopy: Linux 5.0, commit
+		// b5947e5d1e71); buffers recycled on completion.
+		st.step = st.zcStep
+		return st.setupZerocopy()
+	}
+	return nil
 }
 
 // fillRing writes the payload of seq 0 into every buffer. Without --verify only the

@@ -135,18 +135,10 @@ func (st *stream) setupDgram(d proto.Datagram) error {
 		return err
 	}
 	st.fillRing()
+	if err := st.setStep(st.dgramSpliceStep); err != nil {
+		return err
+	}
 	switch spec.Mode {
-	case ModeSplice:
-		st.step = st.dgramSpliceStep
-	case ModeWrite:
-		st.step = st.writeStep
-	case ModeZerocopy:
-		// One sendmsg(MSG_ZEROCOPY) per datagram on the connected socket (UDP zerocopy:
-		// Linux 5.0, commit b5947e5d1e71); slots recycled on completion as for TCP.
-		st.step = st.zcStep
-		if err := st.setupZerocopy(); err != nil {
-			return err
-		}
 	case ModeMmsg, ModeGSO:
 		u.mm = make([]mmsghdr, u.batch)
 		u.iov = make([]unix.Iovec, u.batch)

@@ -11,6 +11,8 @@ import (
 	"sort"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Options are the socket settings a user can ask for.
@@ -140,4 +142,16 @@ type PacketPlugin interface {
 	Plugin
 	ListenPacket(addr string, o Options) (PacketConn, error)
 	FilePacketConn(f *os.File, o Options) (PacketConn, error)
+}
+
+// ReadBuffers reads a socket's effective SO_SNDBUF and SO_RCVBUF; the plugin fills in
+// the bounds (how far the kernel may grow them) from its own sysctls.
+func ReadBuffers(rc syscall.RawConn) (Buffers, error) {
+	var b Buffers
+	var err error
+	if b.SndBuf, err = SockoptInt(rc, unix.SOL_SOCKET, unix.SO_SNDBUF); err != nil {
+		return b, err
+	}
+	b.RcvBuf, err = SockoptInt(rc, unix.SOL_SOCKET, unix.SO_RCVBUF)
+	return b, err
 }

@@ -31,6 +31,19 @@ type StreamStats struct {
 	Error    string         `json:"error,omitempty"`
 }
 
+// add sums o's counters into s.
+func (s *StreamStats) add(o StreamStats) {
+	s.Bytes += o.Bytes
+	s.Messages += o.Messages
+	s.Lost += o.Lost
+	s.Reordered += o.Reordered
+	s.Duplicate += o.Duplicate
+	s.Corrupt += o.Corrupt
+	s.Unverified += o.Unverified
+	s.Truncated += o.Truncated
+	s.Late += o.Late
+}
+
 // LaneStats counts one SCTP stream id's messages.
 type LaneStats struct {
 	Lane     int    `json:"sid"`

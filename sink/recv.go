@@ -50,15 +50,7 @@ type Stats struct {
 func (s *Stats) Totals() StreamStats {
 	t := StreamStats{Corrupt: s.Stray}
 	for _, st := range s.Streams {
-		t.Bytes += st.Bytes
-		t.Messages += st.Messages
-		t.Lost += st.Lost
-		t.Reordered += st.Reordered
-		t.Duplicate += st.Duplicate
-		t.Corrupt += st.Corrupt
-		t.Unverified += st.Unverified
-		t.Truncated += st.Truncated
-		t.Late += st.Late
+		t.add(st)
 		if st.SizeMin > 0 && (t.SizeMin == 0 || st.SizeMin < t.SizeMin) {
 			t.SizeMin = st.SizeMin
 		}
@@ -447,6 +439,8 @@ func peekNative(rc syscall.RawConn, ck *checker) error {
 const tcpCloseWait = 8
 
 // maxSizes bounds the SCTP message-size histogram (sizes beyond it are not recorded).
+// The histogram is a short slice, not a map: per message it is one compare against the
+// first entry in the usual case (one or two sizes), and no hashing.
 const maxSizes = 64
 
 // drainMessages receives a message-oriented connection (SCTP): each stream id (lane)
@@ -456,7 +450,7 @@ const maxSizes = 64
 func (r *Receiver) drainMessages(mr proto.MessageReader) (StreamStats, error) {
 	buf := make([]byte, readBuf)
 	var lanes []*checker
-	sizes := map[int]uint64{}
+	var sizes sizeCounts
 	cur := 0
 	var err error
 	for {
@@ -482,9 +476,7 @@ func (r *Receiver) drainMessages(mr proto.MessageReader) (StreamStats, error) {
 		r.learn(ck)
 		cur += n
 		if eor {
-			if _, ok := sizes[cur]; ok || len(sizes) < maxSizes {
-				sizes[cur]++
-			}
+			sizes.count(cur)
 			cur = 0
 		}
 	}
@@ -495,19 +487,13 @@ func (r *Receiver) drainMessages(mr proto.MessageReader) (StreamStats, error) {
 		}
 		ls := ck.end()
 		st.Stream, st.MsgSize = ls.Stream, max(st.MsgSize, ls.MsgSize)
-		st.Bytes += ls.Bytes
-		st.Messages += ls.Messages
-		st.Lost += ls.Lost
-		st.Duplicate += ls.Duplicate
-		st.Corrupt += ls.Corrupt
-		st.Unverified += ls.Unverified
-		st.Truncated += ls.Truncated
+		st.add(ls)
 		if st.Error == "" && ls.Error != "" {
 			st.Error = fmt.Sprintf("sid %d: %s", i, ls.Error)
 		}
 		st.Lanes = append(st.Lanes, LaneStats{Lane: i, Messages: ls.Messages})
 	}
-	st.MsgSizes = sizes
+	st.MsgSizes = sizes.toMap()
 	if st.Error != "" && err == nil {
 		err = errors.New(st.Error)
 	}
@@ -535,4 +521,31 @@ func joinFew(errs []error) error {
 		return errors.Join(errs...)
 	}
 	return fmt.Errorf("%w (and %d more streams failed)", errors.Join(errs[:3]...), len(errs)-3)
+}
+
+type sizeCount struct {
+	size int
+	n    uint64
+}
+
+type sizeCounts []sizeCount
+
+func (c *sizeCounts) count(size int) {
+	for i := range *c {
+		if (*c)[i].size == size {
+			(*c)[i].n++
+			return
+		}
+	}
+	if len(*c) < maxSizes {
+		*c = append(*c, sizeCount{size, 1})
+	}
+}
+
+func (c sizeCounts) toMap() map[int]uint64 {
+	m := make(map[int]uint64, len(c))
+	for _, e := range c {
+		m[e.size] = e.n
+	}
+	return m
 }

@@ -438,12 +438,8 @@ func (c *Conn) CloseWrite() error {
 // (no MSG_SPLICE_PAGES), so only the pipe holds our pages; the generic rule is kept
 // anyway until that is measured per kernel.
 func (c *Conn) Buffers() (proto.Buffers, error) {
-	var b proto.Buffers
-	var err error
-	if b.SndBuf, err = proto.SockoptInt(c.rc, unix.SOL_SOCKET, unix.SO_SNDBUF); err != nil {
-		return b, err
-	}
-	if b.RcvBuf, err = proto.SockoptInt(c.rc, unix.SOL_SOCKET, unix.SO_RCVBUF); err != nil {
+	b, err := proto.ReadBuffers(c.rc)
+	if err != nil {
 		return b, err
 	}
 	wmem, err1 := pages.Sysctl3("net/sctp/sctp_wmem")

@@ -9,7 +9,6 @@ import (
 
 	"github.com/splicegen/splicegen/pages"
 	"github.com/splicegen/splicegen/proto"
-	"golang.org/x/sys/unix"
 )
 
 func init() { proto.Register(Plugin{}) }
@@ -109,11 +108,8 @@ func (c *Conn) Buffers() (proto.Buffers, error) {
 	if err != nil {
 		return proto.Buffers{}, err
 	}
-	var b proto.Buffers
-	if b.SndBuf, err = proto.SockoptInt(rc, unix.SOL_SOCKET, unix.SO_SNDBUF); err != nil {
-		return b, err
-	}
-	if b.RcvBuf, err = proto.SockoptInt(rc, unix.SOL_SOCKET, unix.SO_RCVBUF); err != nil {
+	b, err := proto.ReadBuffers(rc)
+	if err != nil {
 		return b, err
 	}
 	wmem, err1 := pages.Sysctl3("net/ipv4/tcp_wmem")

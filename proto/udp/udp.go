@@ -212,11 +212,8 @@ func (c *Conn) Buffers() (proto.Buffers, error) {
 	if err != nil {
 		return proto.Buffers{}, err
 	}
-	var b proto.Buffers
-	if b.SndBuf, err = proto.SockoptInt(rc, unix.SOL_SOCKET, unix.SO_SNDBUF); err != nil {
-		return b, err
-	}
-	if b.RcvBuf, err = proto.SockoptInt(rc, unix.SOL_SOCKET, unix.SO_RCVBUF); err != nil {
+	b, err := proto.ReadBuffers(rc)
+	if err != nil {
 		return b, err
 	}
 	rmemMax, err1 := pages.Sysctl("net/core/rmem_max")
