@@ -12,6 +12,7 @@ import (
 	"github.com/splicegen/splicegen/proto"
 	"github.com/splicegen/splicegen/proto/tcp"
 	"github.com/splicegen/splicegen/proto/udp"
+	"github.com/splicegen/splicegen/wire"
 )
 
 // loopback returns a connected TCP pair's sending side; the receiving side is drained
@@ -32,8 +33,8 @@ func loopback(tb testing.TB) (proto.Conn, <-chan int64) {
 			return
 		}
 		defer c.Close()
-		var h [gen.HelloLen]byte
-		gen.PutHello(h[:], 1<<20)
+		var h [wire.HelloLen]byte
+		wire.PutHello(h[:], 1<<20)
 		c.Write(h[:])
 		n, _ := io.CopyBuffer(io.Discard, struct{ io.Reader }{c}, make([]byte, 256<<10))
 		got <- n

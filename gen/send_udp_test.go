@@ -10,6 +10,7 @@ import (
 
 	"github.com/splicegen/splicegen/proto"
 	"github.com/splicegen/splicegen/proto/udp"
+	"github.com/splicegen/splicegen/wire"
 	"golang.org/x/sys/unix"
 )
 
@@ -35,7 +36,7 @@ func udpPair(tb testing.TB) (proto.Conn, func() int64) {
 			if err != nil {
 				return
 			}
-			if m > HeaderLen {
+			if m > wire.HeaderLen {
 				n.Add(1)
 			}
 		}
@@ -115,7 +116,7 @@ func TestUDPModesCount(t *testing.T) {
 func TestUDPSizeLimit(t *testing.T) {
 	c, _ := udpPair(t)
 	_, err := NewSender(Spec{Mode: ModeWrite, Size: udp.MaxIPv4 + 1, Count: 1, Streams: 1}, []proto.Conn{c})
-	if err == nil || !strings.Contains(err.Error(), "largest UDP datagram") {
+	if err == nil || !strings.Contains(err.Error(), "largest datagram") {
 		t.Fatalf("err %v", err)
 	}
 }

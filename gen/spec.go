@@ -4,9 +4,10 @@
 package gen
 
 import (
-	"errors"
-	"fmt"
 	"time"
+
+	"github.com/splicegen/splicegen/proto"
+	"github.com/splicegen/splicegen/wire"
 )
 
 // Send modes.
@@ -29,7 +30,7 @@ type Spec struct {
 	Bytes    int64         // total bytes over all streams (0: no limit)
 	Duration time.Duration // wall-clock limit (0: none)
 	Verify   bool          // per-message payload + checksum the receiver can check
-	Format   Format
+	Format   wire.Format
 	Streams  int
 	Ring     int    // page ring bytes per stream (0: the safe size from the rule)
 	Unsafe   bool   // allow Ring below the safe size (to demonstrate the hazard)
@@ -48,11 +49,20 @@ type Spec struct {
 // MinPerStreamRate is the slowest pace a stream accepts, in messages per second.
 const MinPerStreamRate = 1e-3
 
-// ErrUsage marks errors that are the user's input (exit status 2).
-var ErrUsage = errors.New("usage")
-
-func usagef(format string, a ...any) error {
-	return fmt.Errorf("%w: %s", ErrUsage, fmt.Sprintf(format, a...))
+// Check is the one validation of a send spec: its own rules (Validate) and those of the
+// protocol it is sent over, to addr (host:port; it bounds datagram sizes). Commands call
+// it once, before anything is connected; NewSender takes a checked spec.
+func (s *Spec) Check(t proto.Traits, addr string) error {
+	if err := s.Validate(); err != nil {
+		return err
+	}
+	if err := t.Mode(s.Mode); err != nil {
+		return err
+	}
+	if err := t.Wire(s.Format, s.Verify); err != nil {
+		return err
+	}
+	return t.Size(s.Size, addr)
 }
 
 // Validate checks the spec on its own (not against a protocol).
@@ -62,22 +72,19 @@ func (s *Spec) Validate() error {
 		known = known || m == s.Mode
 	}
 	if !known {
-		return usagef("unknown mode %q (want one of splice, write, sendfile, zerocopy, mmsg, gso)", s.Mode)
+		return proto.Usagef("unknown mode %q (want one of splice, write, sendfile, zerocopy, mmsg, gso)", s.Mode)
 	}
 	if min := max(1, s.Format.HeaderSize()); s.Size < min {
-		return usagef("--size %d is below the %s format's minimum of %d bytes", s.Size, s.Format, min)
-	}
-	if s.Size > MaxMessage {
-		return usagef("--size %d exceeds the maximum message of %d bytes (64 MiB)", s.Size, MaxMessage)
+		return proto.Usagef("--size %d is below the %s format's minimum of %d bytes", s.Size, s.Format, min)
 	}
 	if s.Streams < 1 || s.Streams > 1024 {
-		return usagef("--streams %d out of range 1..1024", s.Streams)
+		return proto.Usagef("--streams %d out of range 1..1024", s.Streams)
 	}
-	if s.Format == FormatNative && s.Streams > 65535 {
-		return usagef("native format carries at most 65535 streams")
+	if s.Format == wire.FormatNative && s.Streams > 65535 {
+		return proto.Usagef("native format carries at most 65535 streams")
 	}
 	if s.Count < 0 || s.Bytes < 0 || s.Duration < 0 {
-		return usagef("negative --count, --bytes or --time")
+		return proto.Usagef("negative --count, --bytes or --time")
 	}
 	limits := 0
 	for _, set := range []bool{s.Count > 0, s.Bytes > 0, s.Duration > 0} {
@@ -86,31 +93,28 @@ func (s *Spec) Validate() error {
 		}
 	}
 	if limits != 1 {
-		return usagef("give exactly one of --count, --bytes, --time")
-	}
-	if s.Verify && s.Format == FormatRaw {
-		return usagef("--verify needs a framed format (native or nettest), not raw")
+		return proto.Usagef("give exactly one of --count, --bytes, --time")
 	}
 	if s.Ring < 0 {
-		return usagef("negative --ring")
+		return proto.Usagef("negative --ring")
 	}
 	if s.HotBuffer && s.Mode != ModeWrite && s.Mode != ModeMmsg && s.Mode != ModeGSO {
-		return usagef("--hot-buffer is for the copying modes (write, mmsg, gso) only: %s hands pages to the kernel by reference", s.Mode)
+		return proto.Usagef("--hot-buffer is for the copying modes (write, mmsg, gso) only: %s hands pages to the kernel by reference", s.Mode)
 	}
 	if r := s.perStream(); r > 0 && r < MinPerStreamRate {
-		return usagef("pace of %.3g messages/s per stream is below the floor of %g (one message per 1000 s)", r, MinPerStreamRate)
+		return proto.Usagef("pace of %.3g messages/s per stream is below the floor of %g (one message per 1000 s)", r, MinPerStreamRate)
 	}
 	if s.Rate < 0 || s.PPS < 0 || (s.Rate > 0 && s.PPS > 0) {
-		return usagef("give at most one of --rate, --pps, positive")
+		return proto.Usagef("give at most one of --rate, --pps, positive")
 	}
 	if s.Batch < 0 || s.Batch > 1024 {
-		return usagef("--batch %d out of range 1..1024", s.Batch)
+		return proto.Usagef("--batch %d out of range 1..1024", s.Batch)
 	}
 	if s.IO == "block" && s.Mode == ModeZerocopy {
-		return usagef("--io block does not support --mode zerocopy (completions are waited for in the poller)")
+		return proto.Usagef("--io block does not support --mode zerocopy (completions are waited for in the poller)")
 	}
 	if s.IO != "" && s.IO != "poll" && s.IO != "block" {
-		return usagef("--io %q: want poll or block", s.IO)
+		return proto.Usagef("--io %q: want poll or block", s.IO)
 	}
 	return nil
 }

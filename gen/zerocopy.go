@@ -6,6 +6,7 @@ import (
 	"os"
 	"unsafe"
 
+	"github.com/splicegen/splicegen/proto"
 	"golang.org/x/sys/unix"
 )
 
@@ -82,14 +83,8 @@ type zcState struct {
 
 // setupZerocopy turns SO_ZEROCOPY on (socket(7); Linux 4.14, commit 76851d1212c1).
 func (st *stream) setupZerocopy() error {
-	var serr error
-	if err := st.rc.Control(func(fd uintptr) {
-		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ZEROCOPY, 1)
-	}); err != nil {
-		return err
-	}
-	if serr != nil {
-		return usagef("--mode zerocopy: setsockopt SO_ZEROCOPY: %v (this kernel or socket can't)", serr)
+	if err := proto.SetInt(st.rc, unix.SOL_SOCKET, unix.SO_ZEROCOPY, 1, "SO_ZEROCOPY"); err != nil {
+		return proto.Usagef("--mode zerocopy: %v (this kernel or socket can't)", err)
 	}
 	z := &zcState{last: make([]uint32, st.ring.Len()), used: make([]bool, st.ring.Len())}
 	z.waitFn = func(fd uintptr) bool {
@@ -140,9 +135,15 @@ func (st *stream) zcStep(fd uintptr) bool {
 		z.msg = unix.Msghdr{Iov: &z.iov, Iovlen: 1}
 		n, _, e := unix.Syscall(unix.SYS_SENDMSG, fd, uintptr(unsafe.Pointer(&z.msg)), unix.MSG_ZEROCOPY)
 		st.wrCalls++
-		switch e {
-		case 0:
-		case unix.EAGAIN, unix.ENOBUFS:
+		switch proto.Classify(errno(e)) {
+		case proto.Done:
+		case proto.Retry:
+			continue
+		case proto.Wait, proto.Fail:
+			if e != unix.EAGAIN && e != unix.ENOBUFS {
+				st.err = os.NewSyscallError("sendmsg MSG_ZEROCOPY", e)
+				return true
+			}
 			// ENOBUFS: notification memory (optmem_max) or the pinned-page quota
 			// (RLIMIT_MEMLOCK without CAP_IPC_LOCK, mm_account_pinned_pages) is used up;
 			// completions free it. With nothing in flight none will come: fail.
@@ -155,11 +156,6 @@ func (st *stream) zcStep(fd uintptr) bool {
 				return true
 			}
 			return false
-		case unix.EINTR:
-			continue
-		default:
-			st.err = os.NewSyscallError("sendmsg MSG_ZEROCOPY", e)
-			return true
 		}
 		z.t.sent()
 		st.done += int(n)
@@ -175,13 +171,12 @@ func (st *stream) zcDrain(fd uintptr) error {
 		z.msg = unix.Msghdr{Control: &z.oob[0]}
 		z.msg.SetControllen(len(z.oob))
 		_, _, e := unix.Syscall(unix.SYS_RECVMSG, fd, uintptr(unsafe.Pointer(&z.msg)), unix.MSG_ERRQUEUE|unix.MSG_DONTWAIT)
-		switch e {
-		case 0:
-		case unix.EAGAIN:
+		switch proto.Classify(errno(e)) {
+		case proto.Wait:
 			return nil
-		case unix.EINTR:
+		case proto.Retry:
 			continue
-		default:
+		case proto.Fail:
 			return os.NewSyscallError("recvmsg MSG_ERRQUEUE", e)
 		}
 		if err := z.parse(z.oob[:z.msg.Controllen]); err != nil {
@@ -193,14 +188,14 @@ func (st *stream) zcDrain(fd uintptr) error {
 var errNotZerocopy = errors.New("unexpected entry on the socket error queue (not a zerocopy notification)")
 
 // parse walks the control messages of one error-queue message: IP_RECVERR (or
-// IPV6_RECVERR) carrying struct sock_extended_err with ee_origin SO_EE_ORIGIN_ZEROCOPY.
+// IPV6_RECVERR) carrying struct sock_extended_err with ee_origin SO_EE_ORIGIN_ZEROCOPY
+// (docs/kernel.md#msg_zerocopy-completion-notifications). No allocation.
 func (z *zcState) parse(b []byte) error {
-	for len(b) >= unix.CmsgSpace(0) {
-		h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
-		if h.Len < uint64(unix.CmsgLen(0)) || int(h.Len) > len(b) {
+	for len(b) > 0 {
+		h, data, rest, err := unix.ParseOneSocketControlMessage(b)
+		if err != nil {
 			return errNotZerocopy
 		}
-		data := b[unix.CmsgLen(0):h.Len]
 		isErr := (h.Level == unix.SOL_IP && h.Type == unix.IP_RECVERR) || (h.Level == unix.SOL_IPV6 && h.Type == unix.IPV6_RECVERR)
 		if isErr && len(data) >= int(unsafe.Sizeof(unix.SockExtendedErr{})) {
 			ee := (*unix.SockExtendedErr)(unsafe.Pointer(&data[0]))
@@ -209,7 +204,7 @@ func (z *zcState) parse(b []byte) error {
 			}
 			z.t.complete(ee.Info, ee.Data, ee.Code&unix.SO_EE_CODE_ZEROCOPY_COPIED != 0)
 		}
-		b = b[min(len(b), unix.CmsgSpace(int(h.Len)-unix.CmsgLen(0))):]
+		b = rest
 	}
 	return nil
 }

@@ -16,47 +16,37 @@ type Capability struct {
 	Err    error
 }
 
-// Probe asks the kernel, with real sockets on loopback, what it supports.
+// Probe asks the kernel, with real sockets on loopback, what it supports: every
+// registered protocol's own rows (Traits.Probe), then the pipe limit.
 func Probe() []Capability {
 	var caps []Capability
-	add := func(name, detail string, err error) { caps = append(caps, Capability{name, detail, err}) }
-	for _, p := range []struct {
-		name      string
-		typ, prot int
-	}{{"tcp", unix.SOCK_STREAM, 0}, {"udp", unix.SOCK_DGRAM, 0}, {"sctp", unix.SOCK_STREAM, unix.IPPROTO_SCTP}} {
-		fd, err := unix.Socket(unix.AF_INET, p.typ|unix.SOCK_CLOEXEC, p.prot)
-		if err == nil {
-			unix.Close(fd)
+	for _, name := range order {
+		if f := plugins[name].Traits().Probe; f != nil {
+			caps = append(caps, f()...)
 		}
-		add(p.name+" socket", "", sockErr(p.name, err))
-		add("splice into "+p.name, "vmsplice+splice of one page over loopback", probeSplice(p.typ, p.prot))
 	}
 	if n, err := os.ReadFile("/proc/sys/fs/pipe-max-size"); err == nil {
-		add("pipe max size", strings.TrimSpace(string(n))+" bytes (fs.pipe-max-size)", nil)
+		caps = append(caps, Capability{"pipe max size", strings.TrimSpace(string(n)) + " bytes (fs.pipe-max-size)", nil})
 	} else {
-		add("pipe max size", "", err)
+		caps = append(caps, Capability{"pipe max size", "", err})
 	}
-	add("UDP_SEGMENT (GSO)", "setsockopt on a UDP socket", probeOpt(unix.SOCK_DGRAM, unix.SOL_UDP, unix.UDP_SEGMENT, 1400))
-	add("UDP_GRO", "setsockopt on a UDP socket", probeOpt(unix.SOCK_DGRAM, unix.SOL_UDP, unix.UDP_GRO, 1))
-	add("SO_ZEROCOPY", "setsockopt on a TCP socket", probeOpt(unix.SOCK_STREAM, unix.SOL_SOCKET, unix.SO_ZEROCOPY, 1))
 	return caps
 }
 
-// ErrNoSCTP is the kernel-lacks-SCTP answer.
-var ErrNoSCTP = errors.New("SCTP not supported by this kernel: socket: protocol not supported; load the sctp module or use a kernel with CONFIG_IP_SCTP")
-
-func sockErr(name string, err error) error {
-	if err == nil {
-		return nil
+// ProbeSocket makes and closes a socket of the kind (socket(2)).
+func ProbeSocket(typ, prot int) error {
+	fd, err := unix.Socket(unix.AF_INET, typ|unix.SOCK_CLOEXEC, prot)
+	if err != nil {
+		return os.NewSyscallError("socket", err)
 	}
-	if name == "sctp" && (err == unix.EPROTONOSUPPORT || err == unix.ESOCKTNOSUPPORT) {
-		return ErrNoSCTP
-	}
-	return os.NewSyscallError("socket", err)
+	return unix.Close(fd)
 }
 
-func probeOpt(typ, level, opt, val int) error {
-	fd, err := unix.Socket(unix.AF_INET, typ|unix.SOCK_CLOEXEC, 0)
+// ProbeOpt sets an int option on a fresh socket of the kind: setsockopt, because some
+// options have no getsockopt on kernels that have them (UDP_GRO: set from 5.0, get from
+// 5.12; docs/kernel.md#other-kernel-facts).
+func ProbeOpt(typ, prot, level, opt, val int) error {
+	fd, err := unix.Socket(unix.AF_INET, typ|unix.SOCK_CLOEXEC, prot)
 	if err != nil {
 		return os.NewSyscallError("socket", err)
 	}
@@ -64,9 +54,9 @@ func probeOpt(typ, level, opt, val int) error {
 	return os.NewSyscallError("setsockopt", unix.SetsockoptInt(fd, level, opt, val))
 }
 
-// probeSplice connects a loopback pair of the protocol and splices one page from a
+// ProbeSplice connects a loopback pair of the protocol and splices one page from a
 // fresh mmap'd page (never rewritten) into it, then reads it back.
-func probeSplice(typ, prot int) error {
+func ProbeSplice(typ, prot int) error {
 	var fds []int
 	defer func() {
 		for _, fd := range fds {
@@ -82,7 +72,7 @@ func probeSplice(typ, prot int) error {
 	}
 	srv, err := sock()
 	if err != nil {
-		return sockErr(map[int]string{0: "x", unix.IPPROTO_SCTP: "sctp"}[prot], err)
+		return os.NewSyscallError("socket", err)
 	}
 	lo := &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}
 	if err := unix.Bind(srv, lo); err != nil {
@@ -96,9 +86,11 @@ func probeSplice(typ, prot int) error {
 	if err != nil {
 		return err
 	}
-	tv := unix.Timeval{Sec: 2}
-	unix.SetsockoptTimeval(srv, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
-	unix.SetsockoptTimeval(cli, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv)
+	tv := unix.Timeval{Sec: 2} // a probe never hangs
+	if err := errors.Join(unix.SetsockoptTimeval(srv, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv),
+		unix.SetsockoptTimeval(cli, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv)); err != nil {
+		return os.NewSyscallError("setsockopt SO_RCVTIMEO/SO_SNDTIMEO", err)
+	}
 	rd := srv
 	if typ == unix.SOCK_STREAM {
 		if err := unix.Listen(srv, 1); err != nil {
@@ -113,7 +105,9 @@ func probeSplice(typ, prot int) error {
 			return os.NewSyscallError("accept", err)
 		}
 		fds = append(fds, rd)
-		unix.SetsockoptTimeval(rd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+		if err := unix.SetsockoptTimeval(rd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+			return os.NewSyscallError("setsockopt SO_RCVTIMEO", err)
+		}
 	}
 	page, err := unix.Mmap(-1, 0, os.Getpagesize(), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
 	if err != nil {

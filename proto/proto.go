@@ -1,5 +1,7 @@
-// Package proto is the plugin contract: a protocol only chooses and configures the
-// socket; the generator (gen) and the receiver (sink) drive every protocol the same way.
+// Package proto is the plugin contract: a protocol chooses and configures the socket and
+// declares its traits (Traits); the generator (gen), the receiver (sink), the command
+// line and the report drive every protocol the same way and ask the traits instead of
+// switching on a protocol's name.
 package proto
 
 import (
@@ -8,11 +10,9 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"sort"
+	"strings"
 	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // Options are the socket settings a user can ask for.
@@ -20,9 +20,9 @@ type Options struct {
 	SndBuf  int  // SO_SNDBUF request in bytes; 0 keeps the kernel's autotuning
 	RcvBuf  int  // SO_RCVBUF request in bytes; 0 keeps the kernel's autotuning
 	NoDelay bool // TCP_NODELAY / SCTP_NODELAY (Go turns TCP's on by default; splicegen leaves Nagle on unless asked)
-	Lanes   int  // SCTP: outbound stream ids to rotate messages over (--sctp-streams); 0 or 1: stream 0
+	Lanes   int  // sub-streams to rotate messages over (SCTP stream ids, --sctp-streams); 0 or 1: one
 	PPID    uint32
-	GRO     bool // UDP receiver: UDP_GRO (coalesced datagrams, split by the receiver)
+	GRO     bool // datagram receiver: UDP_GRO (coalesced datagrams, split by the receiver)
 }
 
 // Buffers are a socket's effective buffer sizes and how far the kernel may grow them.
@@ -68,48 +68,15 @@ type MessageReader interface {
 
 // Plugin is one protocol.
 type Plugin interface {
-	Name() string
+	Traits() Traits
 	Dial(ctx context.Context, addr string, o Options) (Conn, error)
 	Listen(addr string, o Options) (Listener, error)
 	// FileListener adopts a listening socket inherited from a parent (compare's children).
 	FileListener(f *os.File, o Options) (Listener, error)
-	// Supports returns nil if the send mode works on this protocol, else the reason.
-	Supports(mode string) error
 }
 
-var plugins = map[string]Plugin{}
-
-// Register adds a plugin; called from the plugins' init functions.
-func Register(p Plugin) { plugins[p.Name()] = p }
-
-// ErrUnknown is returned for a protocol name with no plugin.
-var ErrUnknown = errors.New("unknown protocol")
-
-// Lookup returns the plugin for name.
-func Lookup(name string) (Plugin, error) {
-	if p, ok := plugins[name]; ok {
-		return p, nil
-	}
-	names := make([]string, 0, len(plugins))
-	for n := range plugins {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return nil, fmt.Errorf("%w %q (have %v)", ErrUnknown, name, names)
-}
-
-// SockoptInt reads an int socket option through a RawConn's Control.
-func SockoptInt(rc syscall.RawConn, level, opt int) (int, error) {
-	var v int
-	var serr error
-	if err := rc.Control(func(fd uintptr) { v, serr = getsockoptInt(int(fd), level, opt) }); err != nil {
-		return 0, err
-	}
-	return v, serr
-}
-
-// Datagram is implemented by connected datagram sockets (UDP): gen asks it for the
-// largest datagram and the capabilities probed on this socket.
+// Datagram is implemented by connected datagram sockets: gen asks it for the largest
+// datagram and the capabilities probed on this socket.
 type Datagram interface {
 	MaxDatagram() int
 	Caps() Caps
@@ -120,20 +87,23 @@ type Datagram interface {
 type Caps struct {
 	GSO         bool   `json:"gso"` // UDP_SEGMENT
 	GSOWhy      string `json:"gso_why,omitempty"`
-	GRO         bool   `json:"gro"` // UDP_GRO
+	GSOKilled   bool   `json:"gso_killed,omitempty"` // off by the kill switch: run the fallback, say so
+	GRO         bool   `json:"gro"`                  // UDP_GRO
 	GROWhy      string `json:"gro_why,omitempty"`
 	ZeroCopy    bool   `json:"zerocopy"` // SO_ZEROCOPY
 	ZeroCopyWhy string `json:"zerocopy_why,omitempty"`
 }
 
-// PacketConn is a bound, unconnected datagram socket: the receiving end of a UDP test.
+// PacketConn is a bound, unconnected datagram socket: the receiving end of a test.
 type PacketConn interface {
 	syscall.Conn
 	Close() error
 	LocalAddr() net.Addr
 	SetReadDeadline(t time.Time) error
+	File() (*os.File, error)
 	Caps() Caps
 	RcvBuf() int // effective SO_RCVBUF
+	GRO() bool   // UDP_GRO is on: datagrams may arrive coalesced
 }
 
 // PacketPlugin is implemented by datagram protocols: they have no listener, the
@@ -144,14 +114,72 @@ type PacketPlugin interface {
 	FilePacketConn(f *os.File, o Options) (PacketConn, error)
 }
 
-// ReadBuffers reads a socket's effective SO_SNDBUF and SO_RCVBUF; the plugin fills in
-// the bounds (how far the kernel may grow them) from its own sysctls.
-func ReadBuffers(rc syscall.RawConn) (Buffers, error) {
-	var b Buffers
-	var err error
-	if b.SndBuf, err = SockoptInt(rc, unix.SOL_SOCKET, unix.SO_SNDBUF); err != nil {
-		return b, err
+var (
+	plugins = map[string]Plugin{}
+	order   []string
+)
+
+// Register adds a plugin; called from the plugins' init functions.
+func Register(p Plugin) {
+	name := p.Traits().Name
+	if _, dup := plugins[name]; !dup {
+		order = append(order, name)
 	}
-	b.RcvBuf, err = SockoptInt(rc, unix.SOL_SOCKET, unix.SO_RCVBUF)
-	return b, err
+	plugins[name] = p
+}
+
+// Names lists the registered protocols in registration order.
+func Names() []string { return append([]string(nil), order...) }
+
+// ErrUnknown is returned for a protocol name with no plugin.
+var ErrUnknown = errors.New("unknown protocol")
+
+// Lookup returns the plugin for name (protocol names are case-insensitive).
+func Lookup(name string) (Plugin, error) {
+	if p, ok := plugins[strings.ToLower(strings.TrimSpace(name))]; ok {
+		return p, nil
+	}
+	return nil, fmt.Errorf("%w %q (have %s)", ErrUnknown, name, strings.Join(order, ", "))
+}
+
+// ErrUsage marks errors that are the user's input (exit status 2).
+var ErrUsage = errors.New("usage")
+
+// Usagef makes a usage error.
+func Usagef(format string, a ...any) error {
+	return fmt.Errorf("%w: %s", ErrUsage, fmt.Sprintf(format, a...))
+}
+
+// ErrKernel marks "this kernel lacks the protocol or feature" (exit status 2: the user
+// asked for what cannot run here).
+var ErrKernel = errors.New("not supported by this kernel")
+
+type kernelErr struct{ msg string }
+
+func (e kernelErr) Error() string        { return e.msg }
+func (e kernelErr) Is(target error) bool { return target == ErrKernel }
+
+// KernelLacks makes an error that is ErrKernel and reads msg.
+func KernelLacks(msg string) error { return kernelErr{msg} }
+
+// Endpoint makes the receiving end of a test on addr for a child process (compare): a
+// listening socket, or a bound datagram socket. It returns a dup of the socket and the
+// address it got.
+func Endpoint(p Plugin, addr string) (*os.File, string, error) {
+	if pp, ok := p.(PacketPlugin); ok {
+		pc, err := pp.ListenPacket(addr, Options{})
+		if err != nil {
+			return nil, "", err
+		}
+		defer pc.Close()
+		f, err := pc.File()
+		return f, pc.LocalAddr().String(), err
+	}
+	ln, err := p.Listen(addr, Options{})
+	if err != nil {
+		return nil, "", err
+	}
+	defer ln.Close()
+	f, err := ln.File()
+	return f, ln.Addr().String(), err
 }

@@ -255,7 +255,7 @@ func (f *File) lossCharts() []*chart {
 	protos := map[string][]Summary{}
 	var order []string
 	for _, s := range f.Summary {
-		if s.Proto != "udp" {
+		if !datagram(s.Proto) {
 			continue
 		}
 		if protos[s.Proto] == nil {

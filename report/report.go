@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/splicegen/splicegen/proto"
 	"golang.org/x/sys/unix"
 )
 
@@ -192,7 +193,7 @@ func Text(w io.Writer, r *Run) {
 		fmt.Fprintf(w, "receiver: %s  %s in %d messages, %.2f Gbit/s, %.0f msg/s, %.0f ms CPU/GiB (sink %s)\n",
 			v.SeedLine(), Human(v.Bytes), v.Messages, v.GbitS, v.PPS, v.CPUMsPerGiB, v.Sink)
 		fmt.Fprintf(w, "          lost %d, reordered %d, duplicate %d, corrupt %d", v.Lost, v.Reordered, v.Duplicate, v.Corrupt)
-		if r.Proto == "udp" {
+		if !traitsOf(r.Proto).LossFails {
 			fmt.Fprintf(w, " (loss %.3f%%)", v.LossPct)
 		}
 		if v.Late > 0 {
@@ -206,8 +207,8 @@ func Text(w io.Writer, r *Run) {
 		}
 		fmt.Fprintln(w)
 	}
-	if r.Proto == "sctp" && r.Mode == "splice" && r.Sender != nil {
-		fmt.Fprintln(w, "note: the kernel copies spliced data into SCTP (SCTP has no MSG_SPLICE_PAGES); compare its sys time with --mode write")
+	if n := traitsOf(r.Proto).Notes[r.Mode]; n != "" && r.Sender != nil {
+		fmt.Fprintln(w, "note: "+n)
 	}
 	if r.Interrupted {
 		fmt.Fprintln(w, "interrupted: figures cover the run up to the interruption")
@@ -216,3 +217,16 @@ func Text(w io.Writer, r *Run) {
 		fmt.Fprintf(w, "error: %s\n", r.Error)
 	}
 }
+
+// traitsOf asks a run's protocol plugin (registered by the command) for its traits. A
+// name no plugin has (a file from a build with another plugin) renders as a reliable
+// byte stream.
+func traitsOf(name string) proto.Traits {
+	if p, err := proto.Lookup(name); err == nil {
+		return p.Traits()
+	}
+	return proto.Traits{Name: name, Kind: proto.KindStream, LossFails: true}
+}
+
+// datagram reports whether a protocol's runs are read as datagrams: packet rate and loss.
+func datagram(name string) bool { return traitsOf(name).Kind == proto.KindDatagram }

@@ -8,6 +8,8 @@ import (
 	"math"
 	"strings"
 	"testing"
+
+	_ "github.com/splicegen/splicegen/proto/udp"
 )
 
 func run(proto, mode string, size int, rep int, sndGiB, rcvGiB, gbit, pps, loss float64) *Run {

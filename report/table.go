@@ -3,6 +3,7 @@ package report
 import (
 	"fmt"
 	"io"
+	"slices"
 )
 
 // group is the summaries of one table: one protocol, stream count and size.
@@ -33,24 +34,26 @@ func groups(sums []Summary) []group {
 // usr/sys/real lines and the CPU-per-GiB table with ratios against splice (byte streams),
 // or the packet-rate table (UDP). Unsupported cells are rows with their reason.
 func WriteTables(w io.Writer, sums []Summary) {
-	sctp := false
+	var notes []string
 	protos := map[string]bool{}
 	for _, s := range sums {
 		protos[s.Proto] = true
 	}
 	for _, g := range groups(sums) {
 		head := len(protos) > 1 || g.streams > 1
-		if g.proto == "udp" {
+		if datagram(g.proto) {
 			writeUDP(w, g, head)
 		} else {
 			writeStream(w, g, head)
 		}
 		for _, s := range g.sums {
-			sctp = sctp || s.Proto == "sctp" && notRun(s) == ""
+			if n := traitsOf(s.Proto).Notes[s.Mode]; n != "" && notRun(s) == "" && !slices.Contains(notes, n) {
+				notes = append(notes, n)
+			}
 		}
 	}
-	if sctp {
-		fmt.Fprintln(w, "note: splice into SCTP is copied by the kernel (SCTP has no MSG_SPLICE_PAGES; 6.1 used sock_no_sendpage): compare splice's sender sys time with write's above")
+	for _, n := range notes {
+		fmt.Fprintln(w, "note: "+n)
 	}
 }
 

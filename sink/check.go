@@ -1,12 +1,9 @@
-// Package sink is the receiver: it accepts a test's connections, drains them through a
-// read or splice sink, and checks what arrived (sequence, framing, and with --verify
-// every payload byte).
 package sink
 
 import (
 	"fmt"
 
-	"github.com/splicegen/splicegen/gen"
+	"github.com/splicegen/splicegen/wire"
 )
 
 // StreamStats are what one connection delivered.
@@ -53,15 +50,15 @@ type LaneStats struct {
 // checker parses one connection's byte stream incrementally: a header may straddle
 // reads, a payload is checked piece by piece, nothing is stored or allocated.
 type checker struct {
-	format gen.Format
+	format wire.Format
 	verify bool
 	size   int // message size when known in advance (nettest, raw)
 
 	st          StreamStats
-	hdr         [gen.HeaderLen]byte
+	hdr         [wire.HeaderLen]byte
 	have        int // header bytes collected
 	hlen        int // header length of the format
-	h           gen.Header
+	h           wire.Header
 	left        int // payload bytes still to come in this message
 	pos         int // payload bytes seen of this message
 	off         int // pattern rotation of this message
@@ -77,14 +74,14 @@ type checker struct {
 	nettestWant uint64
 }
 
-func newChecker(format gen.Format, verify bool, size int) *checker {
+func newChecker(format wire.Format, verify bool, size int) *checker {
 	return &checker{format: format, verify: verify, size: size, hlen: format.HeaderSize(), step: 1, st: StreamStats{MsgSize: size}}
 }
 
 // feed consumes the next bytes of the stream.
 func (c *checker) feed(p []byte) {
 	c.st.Bytes += uint64(len(p))
-	if c.format == gen.FormatRaw || c.lost {
+	if c.format == wire.FormatRaw || c.lost {
 		return
 	}
 	for len(p) > 0 {
@@ -106,11 +103,11 @@ func (c *checker) feed(p []byte) {
 		n := min(len(p), c.left)
 		if c.check {
 			q := p[:n]
-			if c.format == gen.FormatNative {
-				c.crc = gen.UpdateCRC32C(c.crc, q)
-				c.match = c.match && gen.CheckAt(q, c.off, c.pos)
+			if c.format == wire.FormatNative {
+				c.crc = wire.UpdateCRC32C(c.crc, q)
+				c.match = c.match && wire.CheckAt(q, c.off, c.pos)
 			} else {
-				c.ncrc = gen.NettestCRC(c.ncrc, q)
+				c.ncrc = wire.NettestCRC(c.ncrc, q)
 			}
 		}
 		c.pos += n
@@ -127,12 +124,12 @@ func (c *checker) header() bool {
 	c.have = 0
 	c.pos, c.crc, c.ncrc, c.match = 0, 0, 0, true
 	switch c.format {
-	case gen.FormatNative:
-		if err := gen.ParseHeader(c.hdr[:], &c.h); err != nil {
+	case wire.FormatNative:
+		if err := wire.ParseHeader(c.hdr[:], &c.h); err != nil {
 			return c.breakFraming(err)
 		}
 		if !c.first {
-			c.first, c.st.Stream, c.st.MsgSize = true, c.h.Stream, int(c.h.Length)+gen.HeaderLen
+			c.first, c.st.Stream, c.st.MsgSize = true, c.h.Stream, int(c.h.Length)+wire.HeaderLen
 			if c.h.Lanes > 1 {
 				// This lane carries seqs lane, lane+lanes, lane+2*lanes, ...
 				c.step, c.next = uint64(c.h.Lanes), uint64(c.lane)
@@ -142,13 +139,13 @@ func (c *checker) header() bool {
 		}
 		c.sequence(c.h.Seq)
 		c.left = int(c.h.Length)
-		c.check = c.verify && c.h.Flags&gen.FlagVerify != 0
+		c.check = c.verify && c.h.Flags&wire.FlagVerify != 0
 		if c.verify && !c.check {
 			c.st.Unverified++
 		}
-		c.off = gen.Offset(c.h.Stream, c.h.Seq)
-	case gen.FormatNettest:
-		size, crc, err := gen.ParseNettest(c.hdr[:gen.NettestHeaderLen])
+		c.off = wire.Offset(c.h.Stream, c.h.Seq)
+	case wire.FormatNettest:
+		size, crc, err := wire.ParseNettest(c.hdr[:wire.NettestHeaderLen])
 		if err == nil && c.size > 0 && int(size) != c.size {
 			err = fmt.Errorf("message size %d, expected --size %d", size, c.size)
 		}
@@ -157,7 +154,7 @@ func (c *checker) header() bool {
 		}
 		c.first, c.st.MsgSize = true, int(size)
 		c.h.CRC = 0
-		c.left = int(size) - gen.NettestHeaderLen
+		c.left = int(size) - wire.NettestHeaderLen
 		c.check = c.verify
 		c.ncrc = 0
 		c.nettestWant = crc
@@ -192,11 +189,11 @@ func (c *checker) finish() {
 		return
 	}
 	switch c.format {
-	case gen.FormatNative:
+	case wire.FormatNative:
 		if c.crc != c.h.CRC || !c.match {
 			c.st.Corrupt++
 		}
-	case gen.FormatNettest:
+	case wire.FormatNettest:
 		if c.ncrc != c.nettestWant {
 			c.st.Corrupt++
 		}
@@ -206,7 +203,7 @@ func (c *checker) finish() {
 // end is called at EOF: an unfinished message is reported as truncated, not corrupt
 // (a sender stopped mid-message by a deadline); raw streams count whole messages.
 func (c *checker) end() StreamStats {
-	if c.format == gen.FormatRaw {
+	if c.format == wire.FormatRaw {
 		if c.size > 0 {
 			c.st.Messages = c.st.Bytes / uint64(c.size)
 			c.st.Truncated = c.st.Bytes % uint64(c.size)

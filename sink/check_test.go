@@ -4,7 +4,7 @@ import (
 	"reflect"
 	"testing"
 
-	"github.com/splicegen/splicegen/gen"
+	"github.com/splicegen/splicegen/wire"
 )
 
 // stream builds native messages with --verify payloads for seqs.
@@ -12,9 +12,9 @@ func stream(size int, stream uint32, seqs ...uint64) []byte {
 	var out []byte
 	for _, s := range seqs {
 		m := make([]byte, size)
-		p := m[gen.HeaderLen:]
-		gen.FillPattern(p, stream, s)
-		h := gen.Header{Flags: gen.FlagVerify, Streams: 1, Stream: stream, Length: uint32(len(p)), Seq: s, CRC: gen.CRC32C(p)}
+		p := m[wire.HeaderLen:]
+		wire.FillPattern(p, stream, s)
+		h := wire.Header{Flags: wire.FlagVerify, Streams: 1, Stream: stream, Length: uint32(len(p)), Seq: s, CRC: wire.CRC32C(p)}
 		h.Put(m)
 		out = append(out, m...)
 	}
@@ -32,7 +32,7 @@ func feedSplit(c *checker, b []byte, chunk int) {
 func TestCheckerCleanAtEverySplit(t *testing.T) {
 	b := stream(100, 3, 0, 1, 2, 3)
 	for chunk := 1; chunk <= len(b); chunk++ {
-		c := newChecker(gen.FormatNative, true, 0)
+		c := newChecker(wire.FormatNative, true, 0)
 		feedSplit(c, b, chunk)
 		st := c.end()
 		if st.Messages != 4 || st.Corrupt+st.Lost+st.Duplicate+st.Truncated != 0 || st.Stream != 3 || st.MsgSize != 100 {
@@ -57,7 +57,7 @@ func TestCheckerAccounting(t *testing.T) {
 			// A message whose payload and CRC are seq 0's but whose header says seq 1:
 			// what a recycled page looks like. The pattern check catches it.
 			b := stream(64, 0, 0, 1)
-			copy(b[64+gen.HeaderLen:], b[gen.HeaderLen:64])
+			copy(b[64+wire.HeaderLen:], b[wire.HeaderLen:64])
 			copy(b[64+32:64+36], b[32:36])
 			return b
 		}(), true, StreamStats{Messages: 2, Corrupt: 1}, false},
@@ -65,7 +65,7 @@ func TestCheckerAccounting(t *testing.T) {
 		{"truncated", stream(64, 0, 0, 1)[:100], true, StreamStats{Messages: 1, Truncated: 36}, false},
 	}
 	for _, tc := range tests {
-		c := newChecker(gen.FormatNative, tc.verify, 0)
+		c := newChecker(wire.FormatNative, tc.verify, 0)
 		c.feed(tc.in)
 		st := c.end()
 		st.Bytes, st.MsgSize, st.Stream = 0, 0, 0
@@ -84,22 +84,22 @@ func TestCheckerNettest(t *testing.T) {
 	var b []byte
 	for s := range 3 {
 		m := make([]byte, size)
-		gen.FillPattern(m[16:], 0, uint64(s))
-		gen.PutNettest(m, size, gen.NettestCRC(0, m[16:]))
+		wire.FillPattern(m[16:], 0, uint64(s))
+		wire.PutNettest(m, size, wire.NettestCRC(0, m[16:]))
 		b = append(b, m...)
 	}
-	c := newChecker(gen.FormatNettest, true, size)
+	c := newChecker(wire.FormatNettest, true, size)
 	feedSplit(c, b, 7)
 	if st := c.end(); st.Messages != 3 || st.Corrupt != 0 {
 		t.Fatalf("%+v", st)
 	}
 	b[size+20] ^= 1
-	c = newChecker(gen.FormatNettest, true, size)
+	c = newChecker(wire.FormatNettest, true, size)
 	c.feed(b)
 	if st := c.end(); st.Corrupt != 1 {
 		t.Fatalf("flipped byte: %+v", st)
 	}
-	c = newChecker(gen.FormatNettest, true, size+1)
+	c = newChecker(wire.FormatNettest, true, size+1)
 	c.feed(b)
 	if st := c.end(); st.Error == "" {
 		t.Fatalf("size mismatch not reported: %+v", st)
@@ -110,7 +110,7 @@ func FuzzChecker(f *testing.F) {
 	f.Add(stream(64, 1, 0, 1, 2), uint8(5))
 	f.Add([]byte("garbage"), uint8(1))
 	f.Fuzz(func(t *testing.T, b []byte, chunk uint8) {
-		for _, format := range []gen.Format{gen.FormatNative, gen.FormatNettest} {
+		for _, format := range []wire.Format{wire.FormatNative, wire.FormatNettest} {
 			c := newChecker(format, true, 64)
 			feedSplit(c, b, int(chunk)+1)
 			if st := c.end(); st.Bytes != uint64(len(b)) {
@@ -128,22 +128,22 @@ func TestCheckerLanes(t *testing.T) {
 		var out []byte
 		for _, s := range seqs {
 			m := make([]byte, 64)
-			p := m[gen.HeaderLen:]
-			gen.FillPattern(p, 0, s)
-			h := gen.Header{Flags: gen.FlagVerify, Streams: 1, Length: uint32(len(p)), Seq: s, CRC: gen.CRC32C(p), Lanes: lanes}
+			p := m[wire.HeaderLen:]
+			wire.FillPattern(p, 0, s)
+			h := wire.Header{Flags: wire.FlagVerify, Streams: 1, Length: uint32(len(p)), Seq: s, CRC: wire.CRC32C(p), Lanes: lanes}
 			h.Put(m)
 			out = append(out, m...)
 		}
 		return out
 	}
-	c := newChecker(gen.FormatNative, true, 0)
+	c := newChecker(wire.FormatNative, true, 0)
 	c.lane = 1
 	c.feed(msgs(1, 4, 7, 13)) // 10 missing
 	st := c.end()
 	if st.Messages != 4 || st.Lost != 1 || st.Duplicate != 0 || st.Corrupt != 0 {
 		t.Fatalf("lane 1: %+v", st)
 	}
-	c = newChecker(gen.FormatNative, true, 0)
+	c = newChecker(wire.FormatNative, true, 0)
 	c.lane = 2
 	c.feed(msgs(2, 5, 5))
 	if st := c.end(); st.Duplicate != 1 || st.Lost != 0 {

@@ -11,28 +11,17 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/splicegen/splicegen/gen"
 	"github.com/splicegen/splicegen/proto"
+	"github.com/splicegen/splicegen/wire"
 	"golang.org/x/sys/unix"
 )
 
-// SinkMmsg is the datagram sink: recvmmsg(2) batches from one bound socket.
-const SinkMmsg = "mmsg"
-
 // Datagram receive sizes.
 const (
-	dgramBatch   = 64     // datagrams per recvmmsg
-	dgramBuf     = 65536  // one datagram, or one UDP_GRO super-datagram (at most 64 KiB)
-	maxDgStreams = 1024   // the sender's --streams limit
-	cmsgBuf      = 64     // room for the UDP_GRO cmsg (cmsghdr + int)
-	groCmsgLen   = 16 + 4 // unix.CmsgLen(4) on 64-bit
+	dgramBatch = 64    // datagrams per recvmmsg
+	dgramBuf   = 65536 // one datagram, or one UDP_GRO super-datagram (at most 64 KiB)
+	cmsgBuf    = 64    // room for the UDP_GRO cmsg (cmsghdr + int)
 )
-
-type mmsghdr struct {
-	hdr unix.Msghdr
-	len uint32
-	_   [4]byte
-}
 
 type dstream struct {
 	st    StreamStats
@@ -56,7 +45,7 @@ type DgramReceiver struct {
 	msgs     atomic.Uint64
 	seen     atomic.Uint64 // every datagram, stray ones included: the idle watchdog's clock
 	lost     atomic.Uint64
-	streams  [maxDgStreams]*dstream
+	streams  [maxStreams]*dstream
 	order    []uint32 // stream ids in order of first arrival
 	expect   int
 	ended    int
@@ -66,29 +55,17 @@ type DgramReceiver struct {
 	lastData time.Time
 }
 
-// NewDgramReceiver checks cfg; the socket is the caller's (Run closes it).
-func NewDgramReceiver(cfg Config, pc proto.PacketConn, gro bool) (*DgramReceiver, error) {
-	if cfg.Sink != SinkMmsg {
-		return nil, fmt.Errorf("%w: sink %q is for byte streams: udp uses --sink mmsg", gen.ErrUsage, cfg.Sink)
-	}
-	if cfg.Format == gen.FormatNettest {
-		return nil, fmt.Errorf("%w: --format nettest is a byte-stream format: use native or raw over udp", gen.ErrUsage)
-	}
-	if cfg.Verify && cfg.Format == gen.FormatRaw {
-		return nil, fmt.Errorf("%w: --verify needs the native format", gen.ErrUsage)
-	}
-	if cfg.Streams < 0 || cfg.Streams > maxDgStreams {
-		return nil, fmt.Errorf("%w: --streams %d out of range 0..1024", gen.ErrUsage, cfg.Streams)
-	}
+// NewDgramReceiver receives one test on pc (which Run closes); cfg must have passed Check.
+func NewDgramReceiver(cfg Config, pc proto.PacketConn) *DgramReceiver {
 	if cfg.Idle == 0 {
 		cfg.Idle = 30 * time.Second
 	}
-	return &DgramReceiver{cfg: cfg, pc: pc, gro: gro}, nil
+	return &DgramReceiver{cfg: cfg, pc: pc, gro: pc.GRO()}
 }
 
-// Progress is bytes, datagrams and losses so far (for interval lines).
-func (r *DgramReceiver) Progress() (bytes, msgs, lost uint64) {
-	return r.bytes.Load(), r.msgs.Load(), r.lost.Load()
+// Progress is bytes, datagrams and losses so far.
+func (r *DgramReceiver) Progress() Progress {
+	return Progress{r.bytes.Load(), r.msgs.Load(), r.lost.Load()}
 }
 
 // Run receives until the test ends. started is called at the first datagram.
@@ -103,33 +80,37 @@ func (r *DgramReceiver) Run(ctx context.Context, started func()) (*Stats, error)
 	}
 	// Buffers, allocated once: recvmmsg writes straight into them.
 	bufs := make([]byte, dgramBatch*dgramBuf)
-	mm := make([]mmsghdr, dgramBatch)
+	mm := make([]proto.Mmsghdr, dgramBatch)
 	iov := make([]unix.Iovec, dgramBatch)
 	ctl := make([]byte, dgramBatch*cmsgBuf)
 	for i := range mm {
 		iov[i].Base = &bufs[i*dgramBuf]
 		iov[i].SetLen(dgramBuf)
-		mm[i].hdr.Iov = &iov[i]
-		mm[i].hdr.SetIovlen(1)
+		mm[i].Hdr.Iov = &iov[i]
+		mm[i].Hdr.SetIovlen(1)
 	}
 	var got int
 	var rerr error
 	recv := func(fd uintptr) bool {
 		if r.gro {
 			for i := range mm {
-				mm[i].hdr.Control = &ctl[i*cmsgBuf]
-				mm[i].hdr.SetControllen(cmsgBuf)
+				mm[i].Hdr.Control = &ctl[i*cmsgBuf]
+				mm[i].Hdr.SetControllen(cmsgBuf)
 			}
 		}
 		for {
 			n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&mm[0])), dgramBatch, 0, 0, 0)
-			switch e {
-			case 0:
+			var err error
+			if e != 0 {
+				err = e
+			}
+			switch proto.Classify(err) {
+			case proto.Done:
 				got, rerr = int(n), nil
 				return true
-			case unix.EINTR:
+			case proto.Retry:
 				continue
-			case unix.EAGAIN:
+			case proto.Wait:
 				return false
 			}
 			got, rerr = 0, os.NewSyscallError("recvmmsg", e)
@@ -170,7 +151,7 @@ func (r *DgramReceiver) Run(ctx context.Context, started func()) (*Stats, error)
 			switch {
 			case ctx.Err() != nil:
 				err = errors.New("interrupted")
-			case idle.Load() && r.cfg.Format == gen.FormatRaw:
+			case idle.Load() && r.cfg.Format == wire.FormatRaw:
 				err = nil // raw has no end datagram: idle is the normal end
 			case idle.Load():
 				err = fmt.Errorf("no end datagram from %d of %d stream(s): ended by --idle %v (tail loss unknown)",
@@ -189,10 +170,10 @@ func (r *DgramReceiver) Run(ctx context.Context, started func()) (*Stats, error)
 			}
 		}
 		for i := range got {
-			b := bufs[i*dgramBuf : i*dgramBuf+int(mm[i].len)]
+			b := bufs[i*dgramBuf : i*dgramBuf+int(mm[i].Len)]
 			seg := len(b)
 			if r.gro {
-				if s := groSize(&mm[i], ctl[i*cmsgBuf:]); s > 0 {
+				if s := groSize(ctl[i*cmsgBuf : i*cmsgBuf+int(mm[i].Hdr.Controllen)]); s > 0 {
 					seg = s
 				}
 			}
@@ -213,28 +194,25 @@ func (r *DgramReceiver) Run(ctx context.Context, started func()) (*Stats, error)
 }
 
 // groSize reads the UDP_GRO cmsg (udp(7): the segment size of a coalesced datagram, an
-// int) without allocating: {u64 len; i32 level; i32 type; data}.
-func groSize(m *mmsghdr, ctl []byte) int {
-	if m.hdr.Controllen < groCmsgLen {
-		return 0
+// int); 0 if there is none.
+func groSize(ctl []byte) int {
+	if d := proto.FindCmsg(ctl, unix.SOL_UDP, unix.UDP_GRO); len(d) >= 4 {
+		return int(int32(binary.NativeEndian.Uint32(d)))
 	}
-	if int32(binary.NativeEndian.Uint32(ctl[8:])) != unix.SOL_UDP || int32(binary.NativeEndian.Uint32(ctl[12:])) != unix.UDP_GRO {
-		return 0
-	}
-	return int(int32(binary.NativeEndian.Uint32(ctl[16:])))
+	return 0
 }
 
 // datagram accounts one datagram.
 func (r *DgramReceiver) datagram(b []byte, now time.Time) {
 	r.seen.Add(1)
-	if r.cfg.Format == gen.FormatRaw {
+	if r.cfg.Format == wire.FormatRaw {
 		ds := r.stream(0, 0)
 		r.count(ds, len(b), now)
 		ds.st.Messages++
 		return
 	}
-	var h gen.Header
-	if err := gen.ParseHeader(b, &h); err != nil || h.Stream >= maxDgStreams {
+	var h wire.Header
+	if err := wire.ParseHeader(b, &h); err != nil || h.Stream >= maxStreams {
 		r.stats.Stray++
 		return
 	}
@@ -245,7 +223,7 @@ func (r *DgramReceiver) datagram(b []byte, now time.Time) {
 		}
 	}
 	ds := r.stream(h.Stream, 0)
-	if h.Flags&gen.FlagEnd != 0 {
+	if h.Flags&wire.FlagEnd != 0 {
 		if !ds.ended {
 			ds.ended = true
 			ds.w.end(h.Seq)
@@ -256,19 +234,19 @@ func (r *DgramReceiver) datagram(b []byte, now time.Time) {
 	r.count(ds, len(b), now)
 	ds.st.Messages++
 	ds.w.add(h.Seq)
-	if int(h.Length)+gen.HeaderLen != len(b) {
+	if int(h.Length)+wire.HeaderLen != len(b) {
 		ds.st.Corrupt++ // header and datagram disagree: truncated or padded
 		return
 	}
 	if !r.cfg.Verify {
 		return
 	}
-	if h.Flags&gen.FlagVerify == 0 {
+	if h.Flags&wire.FlagVerify == 0 {
 		ds.st.Unverified++
 		return
 	}
-	p := b[gen.HeaderLen:]
-	if gen.CRC32C(p) != h.CRC || !gen.CheckPattern(p, h.Stream, h.Seq) {
+	p := b[wire.HeaderLen:]
+	if wire.CRC32C(p) != h.CRC || !wire.CheckPattern(p, h.Stream, h.Seq) {
 		ds.st.Corrupt++
 	}
 }

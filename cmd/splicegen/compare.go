@@ -1,15 +1,10 @@
 package main
 
 import (
-	"bytes"
-	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
-	"os/exec"
 	"runtime"
 	"slices"
 	"strconv"
@@ -18,9 +13,8 @@ import (
 
 	"github.com/splicegen/splicegen/gen"
 	"github.com/splicegen/splicegen/proto"
-	"github.com/splicegen/splicegen/proto/udp"
 	"github.com/splicegen/splicegen/report"
-	"golang.org/x/term"
+	"github.com/splicegen/splicegen/wire"
 )
 
 // listFlag is a comma-separated list flag (compare's -P takes "1,4").
@@ -32,23 +26,14 @@ func (l listFlag) Type() string       { return "list" }
 
 // protoPlan is one protocol's part of the matrix: its modes, sizes, run limit and sink.
 type protoPlan struct {
-	name   string
-	modes  []string
-	sizes  []int64
-	limit  []string // --bytes N or --time D
-	sink   string
-	noRun  error // the kernel lacks the protocol: every cell is unsupported
-	plugin proto.Plugin
-}
-
-// Per-protocol defaults when --mode, --size, --bytes/--time, --sink are not given.
-var compareDefaults = map[string]struct{ modes, sizes, limit, sink string }{
-	// The seed's experiment.
-	"tcp": {"splice,write,write-hot", "64KiB", "--bytes=4GiB", "read"},
-	// Datagram defaults: the UDP modes, the sizes people ask about, a fixed time (4 GiB
-	// of 64-byte datagrams would take minutes), the mmsg sink.
-	"udp":  {"gso,mmsg,write,splice", "64,1472,8192,61440", "--time=2s", "mmsg"},
-	"sctp": {"splice,write", "64KiB", "--bytes=4GiB", "read"},
+	name    string
+	modes   []string
+	sizes   []int64
+	limit   []string // --bytes N or --time D
+	sink    string
+	sinkErr error // the protocol's receiver lacks the --sink asked for
+	noRun   error // the kernel lacks the protocol: every cell is unsupported
+	plugin  proto.Plugin
 }
 
 func cmdCompare(args []string, stdout, stderr io.Writer) (int, error) {
@@ -66,7 +51,7 @@ func cmdCompare(args []string, stdout, stderr io.Writer) (int, error) {
 	c.fs.StringVar(&bytesS, "bytes", "", "bytes per run (default tcp/sctp 4GiB)")
 	c.fs.DurationVarP(&dur, "time", "t", 0, "time per run, instead of --bytes (default udp 2s)")
 	c.fs.IntVar(&repeat, "repeat", 3, "runs per cell, in interleaved order; medians are reported")
-	c.fs.StringVar(&sinkName, "sink", "", "receiver sink for tcp/sctp: read (default) or splice; udp always uses mmsg")
+	c.fs.StringVar(&sinkName, "sink", "", "receiver sink: read (default) or splice for tcp; datagram protocols always use their own (udp: mmsg)")
 	c.fs.StringVar(&jsonFile, "json", "", "save env, every run and the summary to this file")
 	c.fs.StringVar(&csvFile, "csv", "", "save one row per run (and per unsupported cell) to this CSV file")
 	c.fs.StringVar(&htmlFile, "html", "", "save a self-contained HTML report (tables and charts) to this file")
@@ -85,9 +70,6 @@ func cmdCompare(args []string, stdout, stderr io.Writer) (int, error) {
 	}
 	if c.fs.Changed("time") && c.fs.Changed("bytes") {
 		return 0, usagef("give one of --bytes, --time")
-	}
-	if sinkName != "" && sinkName != "read" && sinkName != "splice" {
-		return 0, usagef("--sink %q: want read or splice", sinkName)
 	}
 	var streams []int
 	for _, f := range strings.Split(streamsS, ",") {
@@ -119,6 +101,9 @@ func cmdCompare(args []string, stdout, stderr io.Writer) (int, error) {
 	if c.lanes > 1 {
 		base = append(base, "--sctp-streams", strconv.Itoa(c.lanes))
 	}
+	if c.ppid != 0 {
+		base = append(base, "--sctp-ppid", strconv.FormatUint(uint64(c.ppid), 10))
+	}
 	if c.nodelay {
 		base = append(base, "--nodelay")
 	}
@@ -142,10 +127,11 @@ func cmdCompare(args []string, stdout, stderr io.Writer) (int, error) {
 		if err != nil {
 			return 0, err
 		}
-		d := compareDefaults[name]
-		p := &protoPlan{name: name, plugin: plugin, sink: d.sink, limit: []string{d.limit}}
-		p.modes = strings.Split(cmp(modes, d.modes), ",")
-		if p.sizes, err = parseSizes(cmp(c.size, d.sizes)); err != nil {
+		t := plugin.Traits()
+		d := t.Compare
+		p := &protoPlan{name: t.Name, plugin: plugin, sink: t.DefaultSink(), limit: []string{d.Limit}}
+		p.modes = strings.Split(cmp(modes, d.Modes), ",")
+		if p.sizes, err = parseSizes(cmp(c.size, d.Sizes)); err != nil {
 			return 0, err
 		}
 		if c.fs.Changed("bytes") {
@@ -153,19 +139,22 @@ func cmdCompare(args []string, stdout, stderr io.Writer) (int, error) {
 		} else if c.fs.Changed("time") {
 			p.limit = []string{"--time=" + dur.String()}
 		}
-		if sinkName != "" && name != "udp" {
-			p.sink = sinkName
-		}
-		// Can this kernel do the protocol at all? Checked once, by opening a listener.
-		if _, ok := plugin.(proto.PacketPlugin); !ok {
-			ln, err := plugin.Listen("127.0.0.1:0", proto.Options{})
-			if errors.Is(err, proto.ErrNoSCTP) {
-				p.noRun = err
-			} else if err != nil {
-				return exitFailed, err
-			} else {
-				ln.Close()
+		if sinkName != "" {
+			// A datagram protocol has its one sink; another without the sink asked for
+			// lists its cells as unsupported, with the reason.
+			if err := t.Sink(sinkName); err == nil {
+				p.sink = sinkName
+			} else if t.Kind != proto.KindDatagram {
+				p.sinkErr = err
 			}
+		}
+		// Can this kernel do the protocol at all? Checked once, by opening its endpoint.
+		if f, _, err := proto.Endpoint(plugin, "127.0.0.1:0"); errors.Is(err, proto.ErrKernel) {
+			p.noRun = err
+		} else if err != nil {
+			return exitFailed, err
+		} else {
+			f.Close()
 		}
 		plans = append(plans, p)
 		plan[name] = p
@@ -181,20 +170,10 @@ func cmdCompare(args []string, stdout, stderr io.Writer) (int, error) {
 			for _, size := range p.sizes {
 				for _, n := range streams {
 					cell := report.Cell{Proto: p.name, Mode: m, Size: int(size), Streams: n}
-					if _, err := sendSpecCheck(cellArgs(cell, base, p.limit)); err != nil {
-						return 0, err
-					}
-					switch err := p.plugin.Supports(strings.TrimSuffix(m, "-hot")); {
-					case err != nil:
-						cell.Reason = err.Error()
-					case p.noRun != nil:
-						cell.Reason = p.noRun.Error()
-					case p.name == "udp" && size > udp.MaxIPv4:
-						cell.Reason = fmt.Sprintf("a %d-byte datagram exceeds UDP's maximum over IPv4 (%d bytes)", size, udp.MaxIPv4)
-					case p.name == "udp" && c.format == "nettest":
-						cell.Reason = "--format nettest is a byte-stream format"
-					case p.name == "sctp" && p.sink == "splice":
-						cell.Reason = "--sink splice is not available for sctp (the receiver needs recvmsg for message boundaries)"
+					if err := p.cellReason(strings.TrimSuffix(m, "-hot"), int(size), c); err != nil {
+						cell.Reason = oneLine(err)
+					} else if err := checkCell(stdout, cellArgs(cell, base, p.limit), p, c, cpuSnd, cpuRcv); err != nil {
+						return 0, err // wrong everywhere: one usage error, nothing run
 					}
 					cell.Unsupported = cell.Reason != ""
 					cells = append(cells, cell)
@@ -267,7 +246,7 @@ runs:
 		return exitFailed, err
 	}
 	for _, r := range out.Runs {
-		if r.Receiver != nil && r.Verify && (r.Receiver.Corrupt > 0 || r.Proto != "udp" && r.Receiver.Lost+r.Receiver.Duplicate > 0) {
+		if r.Receiver != nil && r.Verify && (r.Receiver.Corrupt > 0 || plan[r.Proto].plugin.Traits().LossFails && r.Receiver.Lost+r.Receiver.Duplicate > 0) {
 			return exitIntegrity, nil
 		}
 		if r.Error != "" {
@@ -301,84 +280,6 @@ func joinInts(v []int64) string {
 	return strings.Join(s, ",")
 }
 
-// writeOutputs saves the results files that were asked for (compare and report).
-func writeOutputs(f *report.File, jsonFile, csvFile, htmlFile string, stdout io.Writer) error {
-	if jsonFile != "" {
-		if err := f.WriteFile(jsonFile); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "saved %s\n", jsonFile)
-	}
-	for _, o := range []struct {
-		name  string
-		write func(io.Writer) error
-	}{{csvFile, f.WriteCSV}, {htmlFile, f.WriteHTML}} {
-		if o.name == "" {
-			continue
-		}
-		if err := writeTo(o.name, o.write); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "saved %s\n", o.name)
-	}
-	return nil
-}
-
-func writeTo(name string, write func(io.Writer) error) error {
-	fh, err := os.Create(name)
-	if err != nil {
-		return err
-	}
-	if err := write(fh); err != nil {
-		fh.Close()
-		return err
-	}
-	return fh.Close()
-}
-
-// progress shows "cell i of N, elapsed, estimate" on a terminal (stderr, one line
-// rewritten in place); it prints nothing when the output is piped.
-type progress struct {
-	w        io.Writer
-	on       bool
-	total, i int
-	t0       time.Time
-}
-
-func newProgress(stdout, stderr io.Writer, total int) *progress {
-	p := &progress{w: stderr, total: total, t0: time.Now()}
-	so, ok1 := stdout.(*os.File)
-	se, ok2 := stderr.(*os.File)
-	p.on = ok1 && ok2 && term.IsTerminal(int(so.Fd())) && term.IsTerminal(int(se.Fd()))
-	return p
-}
-
-func (p *progress) start(what string) {
-	p.i++
-	if !p.on {
-		return
-	}
-	el := time.Since(p.t0)
-	est := "?"
-	if p.i > 1 {
-		left := el / time.Duration(p.i-1) * time.Duration(p.total-p.i+1)
-		est = "~" + left.Round(time.Second).String()
-	}
-	fmt.Fprintf(p.w, "\r\033[K[%d/%d] %s  elapsed %s, left %s", p.i, p.total, what, el.Round(time.Second), est)
-}
-
-func (p *progress) done() {
-	if p.on {
-		fmt.Fprint(p.w, "\r\033[K")
-	}
-}
-
-func (p *progress) finish() {
-	if p.on {
-		fmt.Fprintf(p.w, "\r\033[Kcompare: %d runs in %s\n", p.i, time.Since(p.t0).Round(time.Second))
-	}
-}
-
 // modeArgs turns a compare mode label into send flags.
 func modeArgs(label string) []string {
 	if m, ok := strings.CutSuffix(label, "-hot"); ok {
@@ -394,132 +295,43 @@ func cmp(a, b string) string {
 	return b
 }
 
-// sendSpecCheck parses send flags without sending (compare's up-front check).
-func sendSpecCheck(args []string) (bool, error) {
-	c := newCommon("send")
-	var mode, bytesS, ringS, io_ string
-	var count int64
-	var dur time.Duration
-	var unsafeRing, hot bool
-	c.fs.StringVarP(&mode, "mode", "m", "splice", "")
-	c.fs.BoolVar(&hot, "hot-buffer", false, "")
-	c.fs.StringVarP(&c.size, "size", "s", "64KiB", "")
-	c.fs.Int64VarP(&count, "count", "n", 0, "")
-	c.fs.StringVar(&bytesS, "bytes", "", "")
-	c.fs.DurationVarP(&dur, "time", "t", 0, "")
-	if err := c.fs.Parse(args); err != nil {
-		return false, usageErr{err.Error()}
-	}
-	spec, err := sendSpec(c, mode, count, bytesS, dur, ringS, unsafeRing, io_)
+// cellReason says why the protocol cannot run a cell (nil: it can). The reasons come
+// from the plugin's traits and the kernel.
+func (p *protoPlan) cellReason(mode string, size int, c *common) error {
+	t := p.plugin.Traits()
+	format, err := wire.ParseFormat(c.format)
 	if err != nil {
-		return false, err
+		return usageErr{err.Error()}
 	}
-	spec.HotBuffer = hot
-	return true, spec.Validate()
+	switch {
+	case t.Mode(mode) != nil:
+		return t.Mode(mode)
+	case p.noRun != nil:
+		return p.noRun
+	case size > t.MaxFor(""):
+		return fmt.Errorf("a %d-byte message exceeds %s's maximum over IPv4 (%d bytes)", size, t.Name, t.MaxFor(""))
+	case t.Wire(format, c.verify) != nil:
+		return t.Wire(format, c.verify)
+	case p.sinkErr != nil:
+		return p.sinkErr
+	}
+	return nil
 }
 
-// runPair runs one test with the receiver and the sender each in its own child process
-// (so each side's getrusage is its own), the receiver on an inherited listening socket.
-// pairSpec is one run: the protocol, the receiver's sink, the message size, the send flags.
-type pairSpec struct {
-	proto, sink string
-	size        int
-	sendArgs    []string
-}
-
-func runPair(ctx context.Context, exe string, c *common, ps pairSpec, cpuSnd, cpuRcv string) (*report.Run, error) {
-	var lf *os.File
-	var addr string
-	if ps.proto == "udp" {
-		ln, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-		if err != nil {
-			return nil, err
-		}
-		lf, err = ln.File()
-		addr = ln.LocalAddr().String()
-		ln.Close()
-		if err != nil {
-			return nil, err
-		}
-	} else {
-		plugin, err := proto.Lookup(ps.proto)
-		if err != nil {
-			return nil, err
-		}
-		ln, err := plugin.Listen("127.0.0.1:0", proto.Options{})
-		if err != nil {
-			return nil, err
-		}
-		lf, err = ln.File()
-		addr = ln.Addr().String()
-		ln.Close()
-		if err != nil {
-			return nil, err
-		}
-	}
-	defer lf.Close()
-
-	rargs := []string{"recv", "--listen-fd", "3", "--json", "-i", "0", "--sink", ps.sink, "-p", ps.proto,
-		"--format", c.format, "--idle", "20s"}
-	if c.verify {
-		rargs = append(rargs, "--verify")
-	}
-	if c.rcvbuf != "" {
-		rargs = append(rargs, "--rcvbuf", c.rcvbuf)
-	}
-	sargs := append([]string{"send", "--json", "-i", "0"}, ps.sendArgs...)
-	if cpuRcv != "" {
-		rargs = append(rargs, "--cpu", cpuRcv)
-	}
+// checkCell runs a runnable cell's sender and receiver flags through send's and recv's
+// own parsers, so a flag wrong everywhere is one usage error before anything runs.
+func checkCell(stdout io.Writer, sendArgs []string, p *protoPlan, c *common, cpuSnd, cpuRcv string) error {
+	sargs := append(append([]string{}, sendArgs...), "127.0.0.1:5500")
 	if cpuSnd != "" {
 		sargs = append(sargs, "--cpu", cpuSnd)
 	}
-	if c.format != "native" && ps.proto != "udp" {
-		rargs = append(rargs, "-s", strconv.Itoa(ps.size))
+	if _, _, err := parseSend(sargs, io.Discard); err != nil {
+		return err
 	}
-	sargs = append(sargs, addr)
-
-	cctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
-	defer cancel()
-	var rout, rerr, sout, serr bytes.Buffer
-	rc := exec.CommandContext(cctx, exe, rargs...)
-	rc.ExtraFiles = []*os.File{lf}
-	rc.Stdout, rc.Stderr = &rout, &rerr
-	rc.Cancel = func() error { return rc.Process.Signal(os.Interrupt) }
-	rc.WaitDelay = 5 * time.Second
-	err := rc.Start()
-	// The child has its copy now. Close ours at once: a dup shares the open file
-	// description, so for UDP (the data socket itself) every datagram would also wake
-	// this process's epoll — measured: the parent at ~20% CPU and the sender's CPU paying
-	// the wake-ups (UDP 64 B write 169k pps via compare vs 294k without the parent's copy).
-	lf.Close()
-	if err != nil {
-		return nil, err
+	size := 0
+	if i := slices.Index(sendArgs, "-s"); i >= 0 {
+		size, _ = strconv.Atoi(sendArgs[i+1])
 	}
-	sc := exec.CommandContext(cctx, exe, sargs...)
-	sc.Stdout, sc.Stderr = &sout, &serr
-	sc.Cancel = func() error { return sc.Process.Signal(os.Interrupt) }
-	sc.WaitDelay = 5 * time.Second
-	if err := sc.Start(); err != nil {
-		rc.Process.Kill()
-		rc.Wait()
-		return nil, err
-	}
-	sendErr := sc.Wait()
-	recvErr := rc.Wait()
-
-	run := &report.Run{}
-	var rr report.Run
-	if err := json.Unmarshal(sout.Bytes(), run); err != nil || run.Sender == nil {
-		return nil, fmt.Errorf("sender %v: %v: %s", sargs, sendErr, strings.TrimSpace(serr.String()))
-	}
-	if err := json.Unmarshal(rout.Bytes(), &rr); err != nil || rr.Receiver == nil {
-		return nil, fmt.Errorf("receiver %v: %v: %s", rargs, recvErr, strings.TrimSpace(rerr.String()))
-	}
-	run.Receiver = rr.Receiver
-	if rr.Error != "" {
-		run.Error = strings.TrimSpace(run.Error + " receiver: " + rr.Error)
-	}
-	run.Interrupted = run.Interrupted || rr.Interrupted
-	return run, nil
+	_, _, err := parseRecv(recvArgs(pairSpec{proto: p.name, sink: p.sink, size: size}, c, cpuRcv, "127.0.0.1:5500"), io.Discard)
+	return err
 }

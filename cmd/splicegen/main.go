@@ -18,12 +18,12 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
-	"github.com/splicegen/splicegen/gen"
 	"github.com/splicegen/splicegen/proto"
 	_ "github.com/splicegen/splicegen/proto/sctp"
 	_ "github.com/splicegen/splicegen/proto/tcp"
 	_ "github.com/splicegen/splicegen/proto/udp"
 	"github.com/splicegen/splicegen/report"
+	"github.com/splicegen/splicegen/sink"
 	"golang.org/x/term"
 )
 
@@ -85,8 +85,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "splicegen %s: %s\n", args[0], oneLine(err))
 		var ue usageErr
 		switch {
-		case errors.As(err, &ue) || errors.Is(err, gen.ErrUsage) || errors.Is(err, proto.ErrUnknown) || errors.Is(err, proto.ErrNoSCTP):
-			code = exitUsage // including "this kernel has no SCTP": the user asked for what can't run here
+		case errors.As(err, &ue) || errors.Is(err, proto.ErrUsage) || errors.Is(err, proto.ErrUnknown) || errors.Is(err, proto.ErrKernel):
+			code = exitUsage // including "this kernel lacks the protocol": the user asked for what can't run here
 		case code == exitOK:
 			code = exitFailed
 		}
@@ -96,7 +96,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 func oneLine(err error) string {
 	s := strings.ReplaceAll(err.Error(), "\n", "; ")
-	return strings.TrimPrefix(s, gen.ErrUsage.Error()+": ")
+	return strings.TrimPrefix(s, proto.ErrUsage.Error()+": ")
 }
 
 // common holds the flags send and recv share.
@@ -126,7 +126,7 @@ func newCommon(name string) *common {
 	c := &common{fs: pflag.NewFlagSet(name, pflag.ContinueOnError)}
 	c.fs.SetOutput(io.Discard)
 	c.fs.SortFlags = false
-	c.fs.StringVarP(&c.proto, "proto", "p", "tcp", "protocol: tcp, udp or sctp")
+	c.fs.StringVarP(&c.proto, "proto", "p", "tcp", "protocol: "+strings.Join(proto.Names(), ", "))
 	c.fs.IntVarP(&c.streams, "streams", "P", 1, "parallel streams, one OS thread each")
 	c.fs.BoolVar(&c.verify, "verify", false, "every message carries a checkable payload + CRC32-C; the receiver checks all of it")
 	c.fs.StringVar(&c.format, "format", "native", "wire format: native, nettest (the seed's xmit/recv), raw (no header)")
@@ -153,13 +153,14 @@ func (c *common) parse(args []string, stdout io.Writer, synopsis string) (done b
 	return false, nil
 }
 
-func (c *common) options() (proto.Options, error) {
+// options turns the socket flags into the plugin's options, checked against its traits.
+func (c *common) options(t proto.Traits) (proto.Options, error) {
 	o := proto.Options{NoDelay: c.nodelay, Lanes: c.lanes, PPID: c.ppid}
 	if c.lanes < 1 || c.lanes > 65535 {
 		return o, usagef("--sctp-streams %d out of range 1..65535", c.lanes)
 	}
-	if c.proto != "sctp" && (c.lanes != 1 || c.ppid != 0) {
-		return o, usagef("--sctp-streams and --sctp-ppid need --proto sctp")
+	if !t.Lanes && (c.lanes != 1 || c.ppid != 0) {
+		return o, usagef("--sctp-streams and --sctp-ppid need a protocol with sub-streams (sctp), not %s", t.Name)
 	}
 	for _, f := range []struct {
 		name, v string
@@ -178,12 +179,9 @@ func (c *common) options() (proto.Options, error) {
 }
 
 func (c *common) pin() error {
-	if c.cpu == "" {
-		return nil
-	}
-	cpus, err := parseCPUList(c.cpu, runtime.NumCPU())
-	if err != nil {
-		return usageErr{err.Error()}
+	cpus, err := c.cpus()
+	if err != nil || cpus == nil {
+		return err
 	}
 	if err := pinProcess(cpus); err != nil {
 		return err
@@ -228,26 +226,38 @@ func signalContext() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 }
 
-// intervals prints a line per interval until stop is closed.
-func intervals(w io.Writer, every time.Duration, stop <-chan struct{}, progress func() (uint64, uint64)) {
+// sinkProgress is a side's running totals (the sender fills bytes and messages).
+type sinkProgress = sink.Progress
+
+// intervals prints a line per interval until stop is closed; loss adds the datagram
+// receiver's losses.
+func intervals(w io.Writer, every time.Duration, stop <-chan struct{}, loss bool, progress func() sinkProgress) {
 	if every <= 0 {
 		return
 	}
 	t := time.NewTicker(every)
 	defer t.Stop()
 	start := time.Now()
-	var lb, lm uint64
-	last := start
+	var last sinkProgress
+	lastT := start
 	for {
 		select {
 		case <-stop:
 			return
 		case now := <-t.C:
-			b, m := progress()
-			sec := now.Sub(last).Seconds()
-			fmt.Fprintf(w, "[%5.1fs] %8.2f Gbit/s %10.0f msg/s  total %s\n", now.Sub(start).Seconds(),
-				float64(b-lb)*8/sec/1e9, float64(m-lm)/sec, report.Human(b))
-			lb, lm, last = b, m, now
+			p := progress()
+			sec := now.Sub(lastT).Seconds()
+			dm, dl := p.Messages-last.Messages, p.Lost-last.Lost
+			fmt.Fprintf(w, "[%5.1fs] %8.2f Gbit/s %10.0f msg/s", now.Sub(start).Seconds(), float64(p.Bytes-last.Bytes)*8/sec/1e9, float64(dm)/sec)
+			if loss {
+				pct := 0.0
+				if dm+dl > 0 {
+					pct = float64(dl) / float64(dm+dl) * 100
+				}
+				fmt.Fprintf(w, "  lost %d (%.2f%%)", dl, pct)
+			}
+			fmt.Fprintf(w, "  total %s\n", report.Human(p.Bytes))
+			last, lastT = p, now
 		}
 	}
 }

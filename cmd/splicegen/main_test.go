@@ -15,19 +15,15 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// listenFD makes a loopback listener and returns its address and a dup'd fd for
-// recv --listen-fd (recv owns and closes the fd).
-func listenFD(t *testing.T, protoName string) (string, int) {
+// listenFD makes a protocol's receiving end on bind (a listener, or a bound datagram
+// socket) and returns its address and a dup'd fd for recv --listen-fd (recv owns it).
+func listenFD(t *testing.T, protoName, bind string) (string, int) {
 	t.Helper()
 	p, err := proto.Lookup(protoName)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := p.Listen("127.0.0.1:0", proto.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := ln.File()
+	f, addr, err := proto.Endpoint(p, bind)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,8 +33,7 @@ func listenFD(t *testing.T, protoName string) (string, int) {
 		t.Fatal(err)
 	}
 	f.Close()
-	ln.Close()
-	return ln.Addr().String(), fd
+	return addr, fd
 }
 
 type result struct {
@@ -61,7 +56,13 @@ func pair(t *testing.T, recvArgs, sendArgs []string) (snd, rcv result) {
 // pairProto runs recv and send over a protocol in this process.
 func pairProto(t *testing.T, protoName string, recvArgs, sendArgs []string) (snd, rcv result) {
 	t.Helper()
-	addr, fd := listenFD(t, protoName)
+	return pairAt(t, protoName, "127.0.0.1:0", recvArgs, sendArgs)
+}
+
+// pairAt runs recv (bound to bind) and send over a protocol in this process.
+func pairAt(t *testing.T, protoName, bind string, recvArgs, sendArgs []string) (snd, rcv result) {
+	t.Helper()
+	addr, fd := listenFD(t, protoName, bind)
 	recvArgs = append([]string{"-p", protoName}, recvArgs...)
 	sendArgs = append([]string{"-p", protoName}, sendArgs...)
 	var wg sync.WaitGroup
@@ -411,7 +412,7 @@ func TestParseCPUList(t *testing.T) {
 // A peer that sends less than a header and closes: the splice sink reports lost framing
 // at once (it used to recurse on MSG_PEEK until the stack overflowed).
 func TestSpliceSinkShortHeaderAtEOF(t *testing.T) {
-	addr, fd := listenFD(t, "tcp")
+	addr, fd := listenFD(t, "tcp", "127.0.0.1:0")
 	done := make(chan result, 1)
 	go func() {
 		done <- runArgs("recv", "--listen-fd", fmt.Sprint(fd), "-i", "0", "--sink", "splice", "--idle", "5s", "--json")

@@ -3,96 +3,103 @@ package main
 import (
 	"fmt"
 	"io"
-	"os"
 	"time"
 
-	"github.com/splicegen/splicegen/gen"
 	"github.com/splicegen/splicegen/proto"
 	"github.com/splicegen/splicegen/report"
 	"github.com/splicegen/splicegen/sink"
+	"github.com/splicegen/splicegen/wire"
 )
 
-func cmdRecv(args []string, stdout, stderr io.Writer) (int, error) {
+// recvJob is one receive, parsed and checked.
+type recvJob struct {
+	c        *common
+	cfg      sink.Config
+	plugin   proto.Plugin
+	opts     proto.Options
+	addr     string
+	listenFD int
+}
+
+// parseRecv is the one parser of recv's flags. done: help was printed.
+func parseRecv(args []string, stdout io.Writer) (j *recvJob, done bool, err error) {
 	c := newCommon("recv")
 	c.addOutput()
-	var sinkName string
-	var listenFD int
-	var idle, stall time.Duration
-	var gro bool
-	c.fs.StringVar(&sinkName, "sink", "read", "sink: read (read(2)) or splice (socket → pipe → /dev/null); udp: mmsg (recvmmsg(2), its default)")
-	c.fs.BoolVar(&gro, "gro", false, "udp: UDP_GRO (coalesced datagrams, split by the receiver)")
+	j = &recvJob{c: c}
+	cfg := &j.cfg
+	c.fs.StringVar(&cfg.Sink, "sink", "", "sink: read (read(2)) or splice (socket → pipe → /dev/null) for tcp; mmsg (recvmmsg(2)) for udp; read for sctp (default: the protocol's first)")
+	c.fs.BoolVar(&cfg.GRO, "gro", false, "udp: UDP_GRO (coalesced datagrams, split by the receiver)")
 	c.fs.StringVarP(&c.size, "size", "s", "", "message size (needed for --format nettest/raw; native learns it)")
-	c.fs.DurationVar(&idle, "idle", 30*time.Second, "end a started test when nothing arrives for this long")
-	c.fs.DurationVar(&stall, "stall", 0, "sleep this long after every read (a slow reader; the page-reuse proof)")
-	c.fs.IntVar(&listenFD, "listen-fd", -1, "use this inherited listening socket (compare's children)")
+	c.fs.DurationVar(&cfg.Idle, "idle", 30*time.Second, "end a started test when nothing arrives for this long")
+	c.fs.DurationVar(&cfg.Stall, "stall", 0, "sleep this long after every read (a slow reader; the page-reuse proof)")
+	c.fs.IntVar(&j.listenFD, "listen-fd", -1, "use this inherited listening socket (compare's children)")
 	c.fs.MarkHidden("listen-fd")
 	c.fs.Lookup("streams").DefValue = "0"
 	c.streams = 0
 	c.fs.Lookup("streams").Usage = "connections to wait for (default: from the native header, else 1)"
 	if done, err := c.parse(args, stdout, "splicegen recv [flags] [HOST]:PORT"); done || err != nil {
-		return 0, err
+		return nil, done, err
 	}
 	if c.fs.NArg() > 1 {
-		return 0, usagef("want at most one [HOST]:PORT, got %d arguments", c.fs.NArg())
+		return nil, false, usagef("want at most one [HOST]:PORT, got %d arguments", c.fs.NArg())
 	}
-	format, err := gen.ParseFormat(c.format)
-	if err != nil {
-		return 0, usageErr{err.Error()}
+	if j.plugin, err = proto.Lookup(c.proto); err != nil {
+		return nil, false, err
 	}
-	cfg := sink.Config{Sink: sinkName, Verify: c.verify, Format: format, Streams: c.streams, Idle: idle, Stall: stall}
+	t := j.plugin.Traits()
+	if j.opts, err = c.options(t); err != nil {
+		return nil, false, err
+	}
+	if cfg.Format, err = wire.ParseFormat(c.format); err != nil {
+		return nil, false, usageErr{err.Error()}
+	}
+	if cfg.Sink == "" {
+		cfg.Sink = t.DefaultSink()
+	}
+	cfg.Verify, cfg.Streams = c.verify, c.streams
 	if c.size != "" {
 		n, err := parseSize(c.size)
 		if err != nil {
-			return 0, usageErr{"--size: " + err.Error()}
+			return nil, false, usageErr{"--size: " + err.Error()}
 		}
-		if n < 1 || n > gen.MaxMessage {
-			return 0, usagef("--size %s out of range 1..64MiB", c.size)
+		if n < 1 {
+			return nil, false, usagef("--size %s: want a positive size", c.size)
 		}
-		cfg.Size = int(n)
+		cfg.Size = int(min(n, 1<<40))
 	}
-	if c.proto == "sctp" && sinkName == sink.SinkSplice {
-		return 0, usagef("--sink splice is not available for sctp: the receiver needs recvmsg for message boundaries and stream ids")
+	if cfg.Idle <= 0 {
+		return nil, false, usagef("--idle %v: want a positive duration", cfg.Idle)
 	}
-	if idle <= 0 {
-		return 0, usagef("--idle %v: want a positive duration", idle)
+	if err := cfg.Check(t); err != nil {
+		return nil, false, err
 	}
-	plugin, err := proto.Lookup(c.proto)
-	if err != nil {
+	if _, err := c.cpus(); err != nil {
+		return nil, false, err
+	}
+	if j.listenFD < 0 {
+		arg := ":5500"
+		if c.fs.NArg() == 1 {
+			arg = c.fs.Arg(0)
+		}
+		if j.addr, err = hostPort(arg, false); err != nil {
+			return nil, false, err
+		}
+	}
+	return j, false, nil
+}
+
+func cmdRecv(args []string, stdout, stderr io.Writer) (int, error) {
+	j, done, err := parseRecv(args, stdout)
+	if done || err != nil {
 		return 0, err
 	}
-	if _, ok := plugin.(proto.PacketPlugin); ok {
-		return cmdRecvUDP(c, plugin, cfg, listenFD, gro, stdout)
-	}
-	if err := cfg.Validate(); err != nil {
-		return 0, err
-	}
-	opts, err := c.options()
-	if err != nil {
-		return 0, err
-	}
-	var ln proto.Listener
-	if listenFD >= 0 {
-		f := os.NewFile(uintptr(listenFD), "listener")
-		ln, err = plugin.FileListener(f, opts)
-		f.Close()
-	} else {
-		var arg string
-		if arg, err = c.listenAddr(); err != nil {
-			return 0, err
-		}
-		ln, err = plugin.Listen(arg, opts)
-	}
+	c, cfg, t := j.c, j.cfg, j.plugin.Traits()
+	rcv, err := sink.Open(j.plugin, cfg, j.opts, j.addr, j.listenFD)
 	if err != nil {
 		return exitFailed, err
 	}
 	if err := c.pin(); err != nil {
-		ln.Close()
-		return 0, err
-	}
-	rcv, err := sink.NewReceiver(cfg, ln)
-	if err != nil {
-		ln.Close()
-		return 0, err
+		return 0, err // rcv's socket closes at exit
 	}
 	ctx, cancel := signalContext()
 	defer cancel()
@@ -101,38 +108,35 @@ func cmdRecv(args []string, stdout, stderr io.Writer) (int, error) {
 	every := defaultInterval(c.interval, 0, c.json, stdout)
 	st, runErr := rcv.Run(ctx, func() {
 		u0 = report.Now()
-		go intervals(stdout, every, stop, func() (uint64, uint64) { return rcv.Progress(), 0 })
+		go intervals(stdout, every, stop, !t.LossFails, rcv.Progress)
 	})
 	u1 := report.Now()
 	close(stop)
-	if u0.At.IsZero() { // nothing measured: interrupted (or the listener failed) before any connection
+	if u0.At.IsZero() { // nothing measured: interrupted (or the socket failed) before any data
 		if ctx.Err() != nil {
 			return exitFailed, fmt.Errorf("interrupted before any sender connected")
 		}
 		return exitFailed, runErr
 	}
-	t := st.Totals()
-	r := &report.Run{Proto: c.proto, Mode: "", Size: t.MsgSize, Streams: len(st.Streams), Format: format.String(),
-		Verify: c.verify, Interrupted: ctx.Err() != nil}
-	v := &report.Receiver{Lost: t.Lost, Reordered: t.Reordered, Duplicate: t.Duplicate, Corrupt: t.Corrupt,
-		Unverified: t.Unverified, Truncated: t.Truncated, Sink: sinkName, Detail: st}
-	v.Fill(u0, u1, t.Bytes, t.Messages)
+	if st.Real > 0 {
+		u1.At = u0.At.Add(st.Real) // the data's time: not an --idle wait or lingering end datagrams
+	}
+	tot := st.Totals()
+	r := &report.Run{Proto: c.proto, Size: tot.MsgSize, Streams: len(st.Streams), Format: cfg.Format.String(),
+		Verify: cfg.Verify, Interrupted: ctx.Err() != nil}
+	v := &report.Receiver{Lost: tot.Lost, Reordered: tot.Reordered, Duplicate: tot.Duplicate, Corrupt: tot.Corrupt,
+		Unverified: tot.Unverified, Truncated: tot.Truncated, Late: tot.Late, Sink: cfg.Sink, Detail: st}
+	v.Fill(u0, u1, tot.Bytes, tot.Messages)
+	if sent := tot.Messages - tot.Duplicate - tot.Late + tot.Lost; !t.LossFails && sent > 0 {
+		v.LossPct = float64(tot.Lost) / float64(sent) * 100
+	}
 	r.Receiver = v
 	c.emit(stdout, r, runErr)
 	switch {
-	case c.verify && (t.Corrupt > 0 || t.Lost > 0 || t.Duplicate > 0 || t.Reordered > 0):
-		return exitIntegrity, nil
+	case cfg.Verify && (tot.Corrupt > 0 || t.LossFails && tot.Lost+tot.Duplicate+tot.Reordered > 0):
+		return exitIntegrity, nil // loss on a lossy protocol is measured, not an integrity failure
 	case runErr != nil || r.Interrupted:
 		return exitFailed, nil
 	}
 	return exitOK, nil
-}
-
-// listenAddr is recv's [HOST]:PORT argument, default :5500.
-func (c *common) listenAddr() (string, error) {
-	arg := ":5500"
-	if c.fs.NArg() == 1 {
-		arg = c.fs.Arg(0)
-	}
-	return hostPort(arg, false)
 }

@@ -5,73 +5,131 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"time"
 
 	"github.com/splicegen/splicegen/gen"
 	"github.com/splicegen/splicegen/proto"
 	"github.com/splicegen/splicegen/report"
+	"github.com/splicegen/splicegen/wire"
 )
 
-func cmdSend(args []string, stdout, stderr io.Writer) (int, error) {
+// sendJob is one send, parsed and checked: everything needed to connect and run.
+type sendJob struct {
+	c      *common
+	spec   gen.Spec
+	plugin proto.Plugin
+	opts   proto.Options
+	addr   string
+}
+
+// parseSend is the one parser of send's flags: send uses it, and compare checks every
+// cell of its matrix with it before running anything. done: help was printed.
+func parseSend(args []string, stdout io.Writer) (j *sendJob, done bool, err error) {
 	c := newCommon("send")
 	c.addOutput()
 	var mode, bytesS, ringS, io_, rateS, ppsS string
-	var batch int
 	var count int64
 	var dur time.Duration
-	var unsafeRing, hot bool
-	c.fs.StringVarP(&mode, "mode", "m", "splice", "send mode: splice, write, sendfile (tcp); splice, write, mmsg, gso (udp)")
-	c.fs.StringVarP(&c.size, "size", "s", "64KiB", "message size, header included (udp: datagram size, default 1472)")
+	var unsafeRing bool
+	spec := gen.Spec{}
+	c.fs.StringVarP(&mode, "mode", "m", "splice", "send mode: splice, write, sendfile, zerocopy (tcp); splice, write, mmsg, gso, zerocopy (udp); splice, write (sctp)")
+	c.fs.StringVarP(&c.size, "size", "s", "", "message size, header included (default per protocol: tcp/sctp 64KiB, udp 1472)")
 	c.fs.Int64VarP(&count, "count", "n", 0, "messages to send (all streams)")
 	c.fs.StringVar(&bytesS, "bytes", "", "bytes to send (all streams), whole messages")
 	c.fs.DurationVarP(&dur, "time", "t", 0, "how long to send (default 10s when no --count/--bytes)")
 	c.fs.StringVar(&ringS, "ring", "", "page ring per stream (default: the safe size from the rule)")
 	c.fs.BoolVar(&unsafeRing, "unsafe-ring", false, "allow --ring below the safe size (demonstrates the page-reuse hazard)")
-	c.fs.BoolVar(&hot, "hot-buffer", false, "write mode: send every message from one cache-hot buffer instead of the page ring")
+	c.fs.BoolVar(&spec.HotBuffer, "hot-buffer", false, "write mode: send every message from one cache-hot buffer instead of the page ring")
 	c.fs.StringVarP(&rateS, "rate", "b", "", "pace to this many bits/s over all streams, e.g. 500M, 1Gbit, 2.5G")
 	c.fs.StringVar(&ppsS, "pps", "", "pace to this many messages/s over all streams, e.g. 100k")
-	c.fs.IntVar(&batch, "batch", 0, "datagrams per sendmmsg (mmsg, default 64) or segments per super-buffer (gso, default min(128, 65507/size))")
+	c.fs.IntVar(&spec.Batch, "batch", 0, "datagrams per sendmmsg (mmsg, default 64) or segments per super-buffer (gso, default min(128, 65507/size))")
 	c.fs.StringVar(&io_, "io", "poll", "data-path I/O: poll (netpoller) or block (blocking fd on a locked thread)")
 	c.fs.MarkHidden("io")
 	if done, err := c.parse(args, stdout, "splicegen send [flags] HOST[:PORT]"); done || err != nil {
-		return 0, err
+		return nil, done, err
 	}
 	if c.fs.NArg() != 1 {
-		return 0, usagef("want exactly one HOST[:PORT], got %d arguments", c.fs.NArg())
+		return nil, false, usagef("want exactly one HOST[:PORT], got %d arguments", c.fs.NArg())
 	}
-	spec, err := sendSpec(c, mode, count, bytesS, dur, ringS, unsafeRing, io_)
-	if err != nil {
+	j = &sendJob{c: c}
+	if j.plugin, err = proto.Lookup(c.proto); err != nil {
+		return nil, false, err
+	}
+	t := j.plugin.Traits()
+	if j.opts, err = c.options(t); err != nil {
+		return nil, false, err
+	}
+	if j.addr, err = hostPort(c.fs.Arg(0), true); err != nil {
+		return nil, false, err
+	}
+	if _, err := c.cpus(); err != nil {
+		return nil, false, err
+	}
+	spec.Mode, spec.Count, spec.Duration, spec.Verify, spec.Streams, spec.Unsafe, spec.IO =
+		mode, count, dur, c.verify, c.streams, unsafeRing, io_
+	if spec.Format, err = wire.ParseFormat(c.format); err != nil {
+		return nil, false, usageErr{err.Error()}
+	}
+	spec.Size = t.DefaultSize
+	if c.size != "" {
+		n, err := parseSize(c.size)
+		if err != nil {
+			return nil, false, usageErr{"--size: " + err.Error()}
+		}
+		spec.Size = int(min(n, 1<<40))
+	}
+	if bytesS != "" {
+		if spec.Bytes, err = parseSize(bytesS); err != nil || spec.Bytes == 0 {
+			return nil, false, usagef("--bytes %q: want a positive size", bytesS)
+		}
+	}
+	if ringS != "" {
+		r, err := parseSize(ringS)
+		if err != nil || r <= 0 || r > 1<<40 {
+			return nil, false, usagef("--ring %q: want a positive size", ringS)
+		}
+		spec.Ring = int(r)
+	}
+	switch {
+	case unsafeRing && ringS == "":
+		return nil, false, usagef("--unsafe-ring needs --ring")
+	case c.fs.Changed("count") && count <= 0:
+		return nil, false, usagef("--count %d: want a positive number", count)
+	case c.fs.Changed("time") && dur <= 0:
+		return nil, false, usagef("--time %v: want a positive duration", dur)
+	case rateS != "" && ppsS != "":
+		return nil, false, usagef("give one of --rate, --pps")
+	}
+	if spec.Count == 0 && spec.Bytes == 0 && spec.Duration == 0 {
+		spec.Duration = 10 * time.Second
+	}
+	if rateS != "" {
+		if spec.Rate, err = parseRate(rateS); err != nil {
+			return nil, false, usagef("--rate: %v", err)
+		}
+	}
+	if ppsS != "" {
+		if spec.PPS, err = parseRate(ppsS); err != nil {
+			return nil, false, usagef("--pps: %v", err)
+		}
+	}
+	if err := spec.Check(t, j.addr); err != nil {
+		return nil, false, err
+	}
+	j.spec = spec
+	return j, false, nil
+}
+
+func cmdSend(args []string, stdout, stderr io.Writer) (int, error) {
+	j, done, err := parseSend(args, stdout)
+	if done || err != nil {
 		return 0, err
 	}
-	spec.HotBuffer = hot
-	spec.Batch = batch
-	if err := paceSpec(&spec, rateS, ppsS); err != nil {
-		return 0, err
-	}
-	if err := spec.Validate(); err != nil {
-		return 0, err
-	}
+	c, spec := j.c, j.spec
 	if spec.Unsafe {
 		// On stderr, so --json output stays one object.
 		fmt.Fprintln(stderr, "splicegen send: warning: --unsafe-ring: pages may be rewritten while the kernel still references them; expect corrupt messages")
-	}
-	plugin, err := proto.Lookup(c.proto)
-	if err != nil {
-		return 0, err
-	}
-	if err := plugin.Supports(mode); err != nil {
-		return 0, usageErr{err.Error()}
-	}
-	opts, err := c.options()
-	if err != nil {
-		return 0, err
-	}
-	addr, err := hostPort(c.fs.Arg(0), true)
-	if err != nil {
-		return 0, err
-	}
-	if err := udpSendCheck(c, &spec, addr); err != nil {
-		return 0, err
 	}
 	if err := c.pin(); err != nil {
 		return 0, err
@@ -87,13 +145,13 @@ func cmdSend(args []string, stdout, stderr io.Writer) (int, error) {
 	}()
 	for range spec.Streams {
 		dctx, dcancel := context.WithTimeout(ctx, 10*time.Second)
-		cn, err := plugin.Dial(dctx, addr, opts)
+		cn, err := j.plugin.Dial(dctx, j.addr, j.opts)
 		dcancel()
-		if errors.Is(err, proto.ErrNoSCTP) {
+		if errors.Is(err, proto.ErrKernel) {
 			return exitUsage, err
 		}
 		if err != nil {
-			return exitFailed, fmt.Errorf("connect %s: %w", addr, err)
+			return exitFailed, fmt.Errorf("connect %s: %w", j.addr, err)
 		}
 		conns = append(conns, cn)
 	}
@@ -104,15 +162,18 @@ func cmdSend(args []string, stdout, stderr io.Writer) (int, error) {
 	defer s.Close()
 
 	stop := make(chan struct{})
-	go intervals(stdout, defaultInterval(c.interval, spec.Duration, c.json, stdout), stop, s.Progress)
+	go intervals(stdout, defaultInterval(c.interval, spec.Duration, c.json, stdout), stop, false, func() sinkProgress {
+		b, m := s.Progress()
+		return sinkProgress{Bytes: b, Messages: m}
+	})
 	u0 := report.Now()
 	st, runErr := s.Run(ctx)
 	u1 := report.Now()
 	close(stop)
-	u1.At = u0.At.Add(st.Real) // the data's time: UDP's end datagrams linger after it
+	u1.At = u0.At.Add(st.Real) // the data's time: end-of-test datagrams linger after it
 
-	r := &report.Run{Proto: c.proto, Mode: mode, Size: spec.Size, Streams: spec.Streams,
-		Format: spec.Format.String(), Verify: spec.Verify, HotBuffer: hot, Interrupted: ctx.Err() != nil}
+	r := &report.Run{Proto: c.proto, Mode: spec.Mode, Size: spec.Size, Streams: spec.Streams,
+		Format: spec.Format.String(), Verify: spec.Verify, HotBuffer: spec.HotBuffer, Interrupted: ctx.Err() != nil}
 	b, m := st.Totals()
 	snd := &report.Sender{RingBytes: st.RingBytes, Sndbuf: st.Buffers.SndBuf, Fallbacks: st.Fallbacks, Detail: st}
 	snd.Fill(u0, u1, b, m)
@@ -130,43 +191,14 @@ func cmdSend(args []string, stdout, stderr io.Writer) (int, error) {
 	return exitOK, nil
 }
 
-func sendSpec(c *common, mode string, count int64, bytesS string, dur time.Duration, ringS string, unsafeRing bool, io_ string) (gen.Spec, error) {
-	format, err := gen.ParseFormat(c.format)
+// cpus parses --cpu (nil: not given).
+func (c *common) cpus() ([]int, error) {
+	if c.cpu == "" {
+		return nil, nil
+	}
+	cpus, err := parseCPUList(c.cpu, runtime.NumCPU())
 	if err != nil {
-		return gen.Spec{}, usageErr{err.Error()}
+		return nil, usageErr{err.Error()}
 	}
-	size, err := parseSize(c.size)
-	if err != nil {
-		return gen.Spec{}, usageErr{"--size: " + err.Error()}
-	}
-	if size > gen.MaxMessage {
-		return gen.Spec{}, usagef("--size %s exceeds the 64 MiB maximum", c.size)
-	}
-	spec := gen.Spec{Mode: mode, Size: int(size), Count: count, Duration: dur, Verify: c.verify,
-		Format: format, Streams: c.streams, Unsafe: unsafeRing, IO: io_}
-	if bytesS != "" {
-		if spec.Bytes, err = parseSize(bytesS); err != nil || spec.Bytes == 0 {
-			return spec, usagef("--bytes %q: want a positive size", bytesS)
-		}
-	}
-	if ringS != "" {
-		r, err := parseSize(ringS)
-		if err != nil || r <= 0 || r > 1<<40 {
-			return spec, usagef("--ring %q: want a positive size", ringS)
-		}
-		spec.Ring = int(min(r, 1<<40))
-	}
-	if unsafeRing && ringS == "" {
-		return spec, usagef("--unsafe-ring needs --ring")
-	}
-	if c.fs.Changed("count") && count <= 0 {
-		return spec, usagef("--count %d: want a positive number", count)
-	}
-	if c.fs.Changed("time") && dur <= 0 {
-		return spec, usagef("--time %v: want a positive duration", dur)
-	}
-	if spec.Count == 0 && spec.Bytes == 0 && spec.Duration == 0 {
-		spec.Duration = 10 * time.Second
-	}
-	return spec, spec.Validate()
+	return cpus, nil
 }

@@ -4,59 +4,19 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
-	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// udpFD binds a loopback UDP socket and returns its address and a dup'd fd for
-// recv --listen-fd.
-func udpFD(t *testing.T, network, addr string) (string, int) {
+func pairUDP(t *testing.T, bind string, recvArgs, sendArgs []string) (snd, rcv result) {
 	t.Helper()
-	c, err := net.ListenPacket(network, addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := c.(*net.UDPConn).File()
-	if err != nil {
-		t.Fatal(err)
-	}
-	fd, err := unix.Dup(int(f.Fd()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	c.Close()
-	return c.LocalAddr().String(), fd
-}
-
-func pairUDP(t *testing.T, network, bind string, recvArgs, sendArgs []string) (snd, rcv result) {
-	t.Helper()
-	addr, fd := udpFD(t, network, bind)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		rcv = runArgs(append([]string{"recv", "-p", "udp", "--listen-fd", fmt.Sprint(fd), "-i", "0", "--idle", "3s"}, recvArgs...)...)
-	}()
-	time.Sleep(50 * time.Millisecond)
-	snd = runArgs(append(append([]string{"send", "-p", "udp", "-i", "0"}, sendArgs...), addr)...)
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(60 * time.Second):
-		t.Fatal("receiver did not finish")
-	}
-	return snd, rcv
+	return pairAt(t, "udp", bind, append([]string{"--idle", "3s"}, recvArgs...), sendArgs)
 }
 
 type udpSide struct {
@@ -96,7 +56,7 @@ func TestUDPEndToEnd(t *testing.T) {
 		for _, mode := range []string{"splice", "write", "mmsg", "gso", "zerocopy"} {
 			for _, size := range []string{"64", "1472", "61440"} {
 				t.Run(fam.network+"/"+mode+"/"+size, func(t *testing.T) {
-					snd, rcv := pairUDP(t, fam.network, fam.bind, []string{"--json", "--verify"},
+					snd, rcv := pairUDP(t, fam.bind, []string{"--json", "--verify"},
 						[]string{"--json", "--verify", "-m", mode, "-s", size, "-n", "20000"})
 					if snd.code != 0 || rcv.code != 0 {
 						t.Fatalf("exit send %d recv %d: %s %s\n%s\n%s", snd.code, rcv.code, snd.stderr, rcv.stderr, snd.stdout, rcv.stdout)
@@ -126,7 +86,7 @@ func TestUDPEndToEnd(t *testing.T) {
 
 // UDP zerocopy recycles each slot on its completion: a 16-slot ring stays clean.
 func TestUDPZerocopySmallRing(t *testing.T) {
-	snd, rcv := pairUDP(t, "udp4", "127.0.0.1:0", []string{"--json", "--verify"},
+	snd, rcv := pairUDP(t, "127.0.0.1:0", []string{"--json", "--verify"},
 		[]string{"--json", "--verify", "-m", "zerocopy", "-s", "1472", "--ring", "23552", "-n", "20000"})
 	if snd.code != 0 || rcv.code != 0 {
 		t.Fatalf("exit send %d recv %d: %s %s", snd.code, rcv.code, snd.stderr, rcv.stderr)
@@ -141,7 +101,7 @@ func TestUDPZerocopySmallRing(t *testing.T) {
 // The kill switch forces gso's fallback; the run reports it (fallbacks, stderr).
 func TestUDPGSOKillSwitchCLI(t *testing.T) {
 	t.Setenv("SPLICEGEN_DISABLE_GSO", "1")
-	snd, rcv := pairUDP(t, "udp4", "127.0.0.1:0", []string{"--json", "--verify"},
+	snd, rcv := pairUDP(t, "127.0.0.1:0", []string{"--json", "--verify"},
 		[]string{"--json", "--verify", "-m", "gso", "-s", "64", "-n", "5000"})
 	s, _ := decodeUDP(t, snd)
 	if snd.code != 0 || rcv.code != 0 || s.Fallbacks != 1 || s.Detail.Streams[0].GSOCalls != 0 ||
@@ -153,7 +113,7 @@ func TestUDPGSOKillSwitchCLI(t *testing.T) {
 // Pacing from the command line: 20k pps for 1 s lands within 2% (the math is tested
 // to 1% without sleeping in gen; this one is a short real-clock check).
 func TestUDPPaced(t *testing.T) {
-	snd, rcv := pairUDP(t, "udp4", "127.0.0.1:0", []string{"--json"},
+	snd, rcv := pairUDP(t, "127.0.0.1:0", []string{"--json"},
 		[]string{"--json", "-m", "mmsg", "-s", "64", "--pps", "20k", "-t", "1s"})
 	if snd.code != 0 || rcv.code != 0 {
 		t.Fatalf("exit %d/%d: %s %s", snd.code, rcv.code, snd.stderr, rcv.stderr)
@@ -206,7 +166,7 @@ func snmpChild(t *testing.T) {
 	unix.Close(fd)
 	for _, mode := range []string{"splice", "write", "mmsg", "gso"} {
 		before := outDatagrams(t)
-		snd, rcv := pairUDP(t, "udp4", "127.0.0.1:0", []string{"--json"}, []string{"--json", "-m", mode, "-s", "1000", "-n", "10000"})
+		snd, rcv := pairUDP(t, "127.0.0.1:0", []string{"--json"}, []string{"--json", "-m", mode, "-s", "1000", "-n", "10000"})
 		delta := outDatagrams(t) - before
 		s, _ := decodeUDP(t, snd)
 		if snd.code != 0 || rcv.code != 0 {

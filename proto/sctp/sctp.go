@@ -3,7 +3,7 @@
 // github.com/ishidawataru/sctp gives address parsing (multi-homing "h1/h2:port"), bindx
 // and connectx. Its SCTPConn is not used for I/O: its sockets block outside Go's
 // netpoller, deadlines return EOPNOTSUPP and Close sends SCTP_EOF to fd -1
-// (KERNEL-FACTS.md). splicegen owns the fd instead: SOCK_NONBLOCK, os.NewFile (which
+// (docs/kernel.md#sctp). splicegen owns the fd instead: SOCK_NONBLOCK, os.NewFile (which
 // registers a non-blocking fd with the poller), SyscallConn for the data path, and a
 // non-blocking connect finished by waiting for writability and reading SO_ERROR (the
 // mdlayher/socket pattern). Deadlines and Close then work as for TCP.
@@ -20,7 +20,6 @@ import (
 	"unsafe"
 
 	lib "github.com/ishidawataru/sctp"
-	"github.com/splicegen/splicegen/pages"
 	"github.com/splicegen/splicegen/proto"
 	"golang.org/x/sys/unix"
 )
@@ -63,26 +62,54 @@ type rcvInfo struct {
 // Plugin implements proto.Plugin for SCTP.
 type Plugin struct{}
 
-func (Plugin) Name() string { return "sctp" }
+// ErrNoSCTP is the kernel-lacks-SCTP answer (exit status 2).
+var ErrNoSCTP = proto.KernelLacks("SCTP not supported by this kernel: socket: protocol not supported; load the sctp module or use a kernel with CONFIG_IP_SCTP")
 
-// Supports: SCTP takes splice (the kernel copies: SCTP never got MSG_SPLICE_PAGES) and write.
-func (Plugin) Supports(mode string) error {
-	switch mode {
-	case "splice", "write":
-		return nil
+// Traits: reliable messages over sub-streams (stream ids); splice runs but the kernel
+// copies (SCTP never got MSG_SPLICE_PAGES; before 6.5 it used sock_no_sendpage).
+func (Plugin) Traits() proto.Traits {
+	return proto.Traits{
+		Name:  "sctp",
+		Kind:  proto.KindMessage,
+		Modes: []string{"splice", "write"},
+		Sinks: []string{"read"},
+		Refused: map[string]string{
+			"sendfile":    "not built for SCTP: the kernel copies page-passing sends into SCTP anyway",
+			"zerocopy":    "SCTP has no MSG_ZEROCOPY",
+			"mmsg":        "sendmmsg batches datagrams",
+			"gso":         "UDP_SEGMENT cuts UDP datagrams",
+			"sink splice": "the receiver needs recvmsg for message boundaries and stream ids",
+		},
+		DefaultSize: 64 << 10,
+		LossFails:   true,
+		Lanes:       true,
+		Notes: map[string]string{"splice": "splice into SCTP is copied by the kernel (SCTP has no MSG_SPLICE_PAGES; 6.1 used sock_no_sendpage): " +
+			"compare splice's sender sys time with write's"},
+		Compare: proto.CompareDefaults{Modes: "splice,write", Sizes: "64KiB", Limit: "--bytes=4GiB"},
+		Probe:   probe,
 	}
-	return fmt.Errorf("mode %q is not available for sctp (have splice, write)", mode)
 }
 
-// socket makes a non-blocking one-to-one SCTP socket, mapping "no SCTP in this kernel"
-// (EPROTONOSUPPORT from socket(2), net/socket.c when no family handles the protocol) to
-// proto.ErrNoSCTP.
+func probe() []proto.Capability {
+	return []proto.Capability{
+		{Name: "sctp socket", Err: kernelErr(proto.ProbeSocket(unix.SOCK_STREAM, unix.IPPROTO_SCTP))},
+		{Name: "splice into sctp", Detail: "vmsplice+splice of one page over loopback", Err: kernelErr(proto.ProbeSplice(unix.SOCK_STREAM, unix.IPPROTO_SCTP))},
+	}
+}
+
+// kernelErr maps "no SCTP in this kernel" (EPROTONOSUPPORT from socket(2), net/socket.c
+// when no family handles the protocol) to ErrNoSCTP.
+func kernelErr(err error) error {
+	if errors.Is(err, unix.EPROTONOSUPPORT) || errors.Is(err, unix.ESOCKTNOSUPPORT) {
+		return ErrNoSCTP
+	}
+	return err
+}
+
+// socket makes a non-blocking one-to-one SCTP socket.
 func socket(family int) (int, error) {
 	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_SCTP)
-	if err == unix.EPROTONOSUPPORT || err == unix.ESOCKTNOSUPPORT {
-		return -1, proto.ErrNoSCTP
-	}
-	return fd, os.NewSyscallError("socket", err)
+	return fd, kernelErr(os.NewSyscallError("socket", err))
 }
 
 func family(a *lib.SCTPAddr) int {
@@ -212,7 +239,7 @@ func (c *Conn) finishConnect(ctx context.Context) error {
 		if !errors.Is(err, unix.EINVAL) {
 			return fmt.Errorf("connect: %w", err)
 		}
-		if v, err := proto.SockoptInt(c.rc, unix.SOL_SOCKET, unix.SO_ERROR); err == nil && v != 0 {
+		if v, err := proto.GetInt(c.rc, unix.SOL_SOCKET, unix.SO_ERROR); err == nil && v != 0 {
 			return os.NewSyscallError("connect", unix.Errno(v))
 		}
 		select {
@@ -227,14 +254,10 @@ func (c *Conn) finishConnect(ctx context.Context) error {
 // status reads SCTP_STATUS: the negotiated stream counts.
 func (c *Conn) status() (lib.Status, error) {
 	var st lib.Status
-	var serr error
 	n := uint32(unsafe.Sizeof(st))
-	err := c.rc.Control(func(fd uintptr) {
-		serr = getsockopt(int(fd), sctpStatus, unsafe.Pointer(&st), &n)
+	err := proto.Control(c.rc, func(fd int) error {
+		return os.NewSyscallError("getsockopt SCTP_STATUS", getsockopt(fd, sctpStatus, unsafe.Pointer(&st), &n))
 	})
-	if err == nil && serr != nil {
-		err = os.NewSyscallError("getsockopt SCTP_STATUS", serr)
-	}
 	return st, err
 }
 
@@ -263,7 +286,10 @@ func (Plugin) Listen(addr string, o proto.Options) (proto.Listener, error) {
 		unix.Close(fd)
 		return nil, err
 	}
-	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
+		unix.Close(fd)
+		return nil, os.NewSyscallError("setsockopt SO_REUSEADDR", err)
+	}
 	if err := lib.SCTPBind(fd, la, lib.SCTP_BINDX_ADD_ADDR); err != nil {
 		unix.Close(fd)
 		return nil, os.NewSyscallError("bind", err)
@@ -277,11 +303,10 @@ func (Plugin) Listen(addr string, o proto.Options) (proto.Listener, error) {
 
 // FileListener adopts an inherited listening SCTP socket.
 func (Plugin) FileListener(f *os.File, o proto.Options) (proto.Listener, error) {
-	fd, err := unix.Dup(int(f.Fd()))
+	fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
-		return nil, os.NewSyscallError("dup", err)
+		return nil, os.NewSyscallError("fcntl F_DUPFD_CLOEXEC", err)
 	}
-	unix.CloseOnExec(fd)
 	if err := unix.SetNonblock(fd, true); err != nil {
 		unix.Close(fd)
 		return nil, err
@@ -320,12 +345,13 @@ func (l *listener) Close() error   { return l.f.Close() }
 
 func (l *listener) File() (*os.File, error) {
 	var nfd int
-	var serr error
-	if err := l.rc.Control(func(fd uintptr) { nfd, serr = unix.Dup(int(fd)) }); err != nil {
+	err := proto.Control(l.rc, func(fd int) error {
+		var err error
+		nfd, err = unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+		return os.NewSyscallError("fcntl F_DUPFD_CLOEXEC", err)
+	})
+	if err != nil {
 		return nil, err
-	}
-	if serr != nil {
-		return nil, os.NewSyscallError("dup", serr)
 	}
 	return os.NewFile(uintptr(nfd), "sctp-listener"), nil
 }
@@ -381,10 +407,9 @@ func newConn(fd int, o proto.Options) (*Conn, error) {
 	c.readF = c.recvmsg
 	if o.PPID != 0 {
 		c.snd.PPID = o.PPID
-		var serr error
-		if err := rc.Control(func(fd uintptr) { serr = c.setSndInfo(fd) }); err != nil || serr != nil {
+		if err := proto.Control(rc, func(fd int) error { return c.setSndInfo(uintptr(fd)) }); err != nil {
 			f.Close()
-			return nil, errors.Join(err, serr)
+			return nil, err
 		}
 	}
 	return c, nil
@@ -405,11 +430,13 @@ func (c *Conn) RemoteAddr() net.Addr { return c.addr(unix.Getpeername) }
 
 func (c *Conn) addr(get func(int) (unix.Sockaddr, error)) net.Addr {
 	var a net.Addr
-	c.rc.Control(func(fd uintptr) {
-		if sa, err := get(int(fd)); err == nil {
-			a = sockaddrToAddr(sa)
-		}
-	})
+	if proto.Control(c.rc, func(fd int) error {
+		sa, err := get(fd)
+		a = sockaddrToAddr(sa)
+		return err
+	}) != nil {
+		return nil
+	}
 	return a
 }
 
@@ -426,11 +453,7 @@ func sockaddrToAddr(sa unix.Sockaddr) net.Addr {
 // CloseWrite starts SCTP's graceful shutdown (shutdown(2) SHUT_WR sends SHUTDOWN once
 // all queued data is acknowledged; the peer reads EOF).
 func (c *Conn) CloseWrite() error {
-	var serr error
-	if err := c.rc.Control(func(fd uintptr) { serr = unix.Shutdown(int(fd), unix.SHUT_WR) }); err != nil {
-		return err
-	}
-	return os.NewSyscallError("shutdown", serr)
+	return proto.Control(c.rc, func(fd int) error { return os.NewSyscallError("shutdown", unix.Shutdown(fd, unix.SHUT_WR)) })
 }
 
 // Buffers: SCTP does not autotune its send buffer like TCP, but sctp_wmem bounds it;
@@ -442,9 +465,9 @@ func (c *Conn) Buffers() (proto.Buffers, error) {
 	if err != nil {
 		return b, err
 	}
-	wmem, err1 := pages.Sysctl3("net/sctp/sctp_wmem")
-	rmem, err2 := pages.Sysctl3("net/sctp/sctp_rmem")
-	rmemMax, err3 := pages.Sysctl("net/core/rmem_max")
+	wmem, err1 := proto.Sysctl3("net/sctp/sctp_wmem")
+	rmem, err2 := proto.Sysctl3("net/sctp/sctp_rmem")
+	rmemMax, err3 := proto.Sysctl("net/core/rmem_max")
 	if err1 != nil || err2 != nil || err3 != nil {
 		wmem, rmem, rmemMax = [3]int{4096, 16384, 4 << 20}, [3]int{4096, 131072, 6 << 20}, 4<<20
 	}
@@ -494,12 +517,8 @@ func (c *Conn) ReadMessage(b []byte) (n int, lane int, eor bool, err error) {
 		return 0, 0, false, c.rerr
 	}
 	lane = -1
-	if oobn := int(c.msg.Controllen); oobn >= unix.CmsgSpace(0) {
-		h := (*unix.Cmsghdr)(unsafe.Pointer(&c.oob[0]))
-		if h.Level == solSCTP && h.Type == cmsgRcvInfo && int(h.Len) >= unix.CmsgLen(int(unsafe.Sizeof(rcvInfo{}))) {
-			ri := (*rcvInfo)(unsafe.Pointer(&c.oob[unix.CmsgLen(0)]))
-			lane = int(ri.SID)
-		}
+	if d := proto.FindCmsg(c.oob[:c.msg.Controllen], solSCTP, cmsgRcvInfo); len(d) >= int(unsafe.Sizeof(rcvInfo{})) {
+		lane = int((*rcvInfo)(unsafe.Pointer(&d[0])).SID)
 	}
 	if c.rn > 0 && lane < 0 {
 		return 0, 0, false, errors.New("sctp: message without SCTP_RCVINFO")

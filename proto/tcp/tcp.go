@@ -7,8 +7,8 @@ import (
 	"net"
 	"os"
 
-	"github.com/splicegen/splicegen/pages"
 	"github.com/splicegen/splicegen/proto"
+	"golang.org/x/sys/unix"
 )
 
 func init() { proto.Register(Plugin{}) }
@@ -16,15 +16,33 @@ func init() { proto.Register(Plugin{}) }
 // Plugin implements proto.Plugin for TCP.
 type Plugin struct{}
 
-func (Plugin) Name() string { return "tcp" }
-
-// Supports: every send mode of issue 2 runs on TCP.
-func (Plugin) Supports(mode string) error {
-	switch mode {
-	case "splice", "write", "sendfile", "zerocopy":
-		return nil
+// Traits: a byte stream; every page-passing mode runs, loss or a repeat is corruption.
+func (Plugin) Traits() proto.Traits {
+	return proto.Traits{
+		Name:  "tcp",
+		Kind:  proto.KindStream,
+		Modes: []string{"splice", "write", "sendfile", "zerocopy"},
+		Sinks: []string{"read", "splice"},
+		Refused: map[string]string{
+			"mmsg":      "sendmmsg batches datagrams, TCP is a byte stream",
+			"gso":       "UDP_SEGMENT cuts datagrams, TCP segments on its own",
+			"sink mmsg": "recvmmsg is the datagram sink",
+		},
+		DefaultSize: 64 << 10,
+		LossFails:   true,
+		// The seed's experiment.
+		Compare: proto.CompareDefaults{Modes: "splice,write,write-hot", Sizes: "64KiB", Limit: "--bytes=4GiB"},
+		Probe:   probe,
 	}
-	return fmt.Errorf("mode %q is not implemented for tcp (have splice, write, sendfile, zerocopy)", mode)
+}
+
+func probe() []proto.Capability {
+	return []proto.Capability{
+		{Name: "tcp socket", Err: proto.ProbeSocket(unix.SOCK_STREAM, 0)},
+		{Name: "splice into tcp", Detail: "vmsplice+splice of one page over loopback", Err: proto.ProbeSplice(unix.SOCK_STREAM, 0)},
+		// SO_ZEROCOPY: Linux 4.14, commit 76851d1212c1.
+		{Name: "SO_ZEROCOPY", Detail: "setsockopt on a TCP socket", Err: proto.ProbeOpt(unix.SOCK_STREAM, 0, unix.SOL_SOCKET, unix.SO_ZEROCOPY, 1)},
+	}
 }
 
 func (Plugin) Dial(ctx context.Context, addr string, o proto.Options) (proto.Conn, error) {
@@ -59,13 +77,13 @@ func (Plugin) FileListener(f *os.File, o proto.Options) (proto.Listener, error) 
 	}
 	// The parent made the socket without our options: apply them before the first
 	// accept, so Buffers' "locked by --rcvbuf" is true (accepted sockets inherit them).
-	if rc, err := tl.SyscallConn(); err == nil {
-		var serr error
-		rc.Control(func(fd uintptr) { serr = proto.SetBuffers(int(fd), o) })
-		if serr != nil {
-			tl.Close()
-			return nil, serr
-		}
+	rc, err := tl.SyscallConn()
+	if err == nil {
+		err = proto.Control(rc, func(fd int) error { return proto.SetBuffers(fd, o) })
+	}
+	if err != nil {
+		tl.Close()
+		return nil, err
 	}
 	return &listener{tl, o}, nil
 }
@@ -112,11 +130,11 @@ func (c *Conn) Buffers() (proto.Buffers, error) {
 	if err != nil {
 		return b, err
 	}
-	wmem, err1 := pages.Sysctl3("net/ipv4/tcp_wmem")
-	rmem, err2 := pages.Sysctl3("net/ipv4/tcp_rmem")
-	rmemMax, err3 := pages.Sysctl("net/core/rmem_max")
+	wmem, err1 := proto.Sysctl3("net/ipv4/tcp_wmem")
+	rmem, err2 := proto.Sysctl3("net/ipv4/tcp_rmem")
+	rmemMax, err3 := proto.Sysctl("net/core/rmem_max")
 	if err1 != nil || err2 != nil || err3 != nil {
-		// Without the sysctls assume this machine's defaults (KERNEL-FACTS.md).
+		// Without the sysctls assume this machine's defaults (docs/kernel.md#page-reuse).
 		wmem, rmem, rmemMax = [3]int{4096, 16384, 4 << 20}, [3]int{4096, 131072, 32 << 20}, 4<<20
 	}
 	b.SndBufMax = b.SndBuf

@@ -1,4 +1,4 @@
-// Package udp is the UDP plugin: connected datagram sockets on Go's netpoller (sender)
+// Package udp is the UDP plugin (and the base of UDP-like variants): connected datagram sockets on Go's netpoller (sender)
 // and one bound socket (receiver), IPv4 and IPv6, with per-socket capabilities.
 package udp
 
@@ -7,8 +7,9 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strconv"
+	"syscall"
 
-	"github.com/splicegen/splicegen/pages"
 	"github.com/splicegen/splicegen/proto"
 	"golang.org/x/sys/unix"
 )
@@ -34,40 +35,59 @@ const (
 	EnvDisableZeroCopy = "SPLICEGEN_DISABLE_ZEROCOPY"
 )
 
-// Plugin implements proto.PacketPlugin for UDP.
-type Plugin struct{}
+// Plugin implements proto.PacketPlugin for UDP. Prot selects another UDP-like IP
+// protocol through the same code (UDP-Lite: IPPROTO_UDPLITE, RFC 3828); 0 is UDP. A
+// variant wraps Plugin and gives its own Traits.
+type Plugin struct{ Prot int }
 
-func (Plugin) Name() string { return "udp" }
-
-// Supports lists the UDP send modes (zerocopy: the pages issue).
-func (Plugin) Supports(mode string) error {
-	switch mode {
-	case "splice", "write", "mmsg", "gso", "zerocopy":
-		return nil
+// Traits: datagrams, loss measured (not a failure), sizes bounded by the IP datagram.
+func (Plugin) Traits() proto.Traits {
+	return proto.Traits{
+		Name:  "udp",
+		Kind:  proto.KindDatagram,
+		Modes: []string{"splice", "write", "mmsg", "gso", "zerocopy"},
+		Sinks: []string{"mmsg"},
+		Refused: map[string]string{
+			"sendfile":    "one datagram per sendfile call: splice covers the page-passing path",
+			"sink read":   "datagrams are read with recvmmsg",
+			"sink splice": "datagrams are read with recvmmsg",
+		},
+		DefaultSize: 1472, // a 1500-byte MTU's payload
+		MaxSize:     MaxIPv4,
+		MaxSize6:    MaxIPv6,
+		// The UDP modes, the sizes people ask about, a fixed time (4 GiB of 64-byte
+		// datagrams would take minutes).
+		Compare: proto.CompareDefaults{Modes: "gso,mmsg,write,splice", Sizes: "64,1472,8192,61440", Limit: "--time=2s"},
+		Probe:   Probe("udp", 0),
 	}
-	return fmt.Errorf("mode %q is not available for udp (have splice, write, mmsg, gso, zerocopy)", mode)
+}
+
+// Probe returns the probe rows of a UDP-like protocol.
+func Probe(name string, prot int) func() []proto.Capability {
+	return func() []proto.Capability {
+		return []proto.Capability{
+			{Name: name + " socket", Err: proto.ProbeSocket(unix.SOCK_DGRAM, prot)},
+			{Name: "splice into " + name, Detail: "vmsplice+splice of one page over loopback", Err: proto.ProbeSplice(unix.SOCK_DGRAM, prot)},
+			// UDP_SEGMENT: Linux 4.18, commit bec1f6f69736. UDP_GRO: 5.0, commit
+			// e20cf8d3f1f7; its getsockopt came only in 5.12, so both are probed by setting.
+			{Name: "UDP_SEGMENT (GSO)", Detail: "setsockopt on a " + name + " socket", Err: proto.ProbeOpt(unix.SOCK_DGRAM, prot, unix.SOL_UDP, unix.UDP_SEGMENT, 1400)},
+			{Name: "UDP_GRO", Detail: "setsockopt on a " + name + " socket", Err: proto.ProbeOpt(unix.SOCK_DGRAM, prot, unix.SOL_UDP, unix.UDP_GRO, 1)},
+		}
+	}
 }
 
 // MaxDatagram is the largest payload for a destination address (host:port).
 func MaxDatagram(addr string) int {
-	host, _, err := net.SplitHostPort(addr)
-	if err == nil {
-		if ip := net.ParseIP(host); ip != nil && ip.To4() == nil {
-			return MaxIPv6
-		}
-	}
-	return MaxIPv4
+	return Plugin{}.Traits().MaxFor(addr)
 }
 
-// Dial makes a connected UDP socket: connect(2) fixes the peer, so write, splice and
+// Dial makes a connected socket: connect(2) fixes the peer, so write, splice and
 // sendmmsg need no address, and ICMP port unreachable comes back as ECONNREFUSED.
-func (Plugin) Dial(ctx context.Context, addr string, o proto.Options) (proto.Conn, error) {
-	d := net.Dialer{Control: proto.ControlBuffers(o)}
-	c, err := d.DialContext(ctx, "udp", addr)
+func (p Plugin) Dial(ctx context.Context, addr string, o proto.Options) (proto.Conn, error) {
+	uc, err := p.socket(ctx, addr, o, false)
 	if err != nil {
 		return nil, err
 	}
-	uc := c.(*net.UDPConn)
 	conn := &Conn{UDPConn: uc, o: o, max: MaxIPv4}
 	if ra, ok := uc.RemoteAddr().(*net.UDPAddr); ok && ra.IP.To4() == nil {
 		conn.max = MaxIPv6
@@ -77,6 +97,72 @@ func (Plugin) Dial(ctx context.Context, addr string, o proto.Options) (proto.Con
 		return nil, err
 	}
 	return conn, nil
+}
+
+// socket makes a connected (or, with bind, a bound) socket. UDP goes through Go's
+// net.Dialer / ListenConfig; another IP protocol is made with socket(2) and handed to
+// Go with net.FileConn, which sees SOCK_DGRAM on an inet address and gives a UDPConn.
+func (p Plugin) socket(ctx context.Context, addr string, o proto.Options, bind bool) (*net.UDPConn, error) {
+	if p.Prot == 0 {
+		if bind {
+			lc := net.ListenConfig{Control: proto.ControlBuffers(o)}
+			c, err := lc.ListenPacket(ctx, "udp", addr)
+			if err != nil {
+				return nil, err
+			}
+			return c.(*net.UDPConn), nil
+		}
+		d := net.Dialer{Control: proto.ControlBuffers(o)}
+		c, err := d.DialContext(ctx, "udp", addr)
+		if err != nil {
+			return nil, err
+		}
+		return c.(*net.UDPConn), nil
+	}
+	ua, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return nil, err
+	}
+	family, sa := unix.AF_INET, unix.Sockaddr(&unix.SockaddrInet4{Port: ua.Port})
+	if ip4 := ua.IP.To4(); ip4 != nil {
+		copy(sa.(*unix.SockaddrInet4).Addr[:], ip4)
+	} else {
+		s6 := &unix.SockaddrInet6{Port: ua.Port}
+		copy(s6.Addr[:], ua.IP.To16()) // nil IP (":port"): the IPv6 wildcard, dual-stack
+		family, sa = unix.AF_INET6, s6
+	}
+	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, p.Prot)
+	if err != nil {
+		return nil, os.NewSyscallError("socket", err)
+	}
+	f := os.NewFile(uintptr(fd), "dgram")
+	defer f.Close() // net.FileConn dups it
+	if err := proto.SetBuffers(fd, o); err != nil {
+		return nil, err
+	}
+	if family == unix.AF_INET6 && ua.IP == nil {
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 0); err != nil {
+			return nil, os.NewSyscallError("setsockopt IPV6_V6ONLY", err)
+		}
+	}
+	if bind {
+		err = os.NewSyscallError("bind", unix.Bind(fd, sa))
+	} else {
+		err = os.NewSyscallError("connect", unix.Connect(fd, sa)) // completes at once on a datagram socket
+	}
+	if err != nil {
+		return nil, err
+	}
+	c, err := net.FileConn(f)
+	if err != nil {
+		return nil, err
+	}
+	uc, ok := c.(*net.UDPConn)
+	if !ok {
+		c.Close()
+		return nil, fmt.Errorf("socket of protocol %d is not a datagram socket", p.Prot)
+	}
+	return uc, nil
 }
 
 // Listen: UDP has no listener (the receiver reads one bound socket: ListenPacket).
@@ -97,14 +183,13 @@ func recvOptions(o proto.Options) proto.Options {
 
 // ListenPacket binds the receiver's socket with a large SO_RCVBUF (DefaultRcvBuf unless
 // --rcvbuf) and, with o.GRO, UDP_GRO.
-func (Plugin) ListenPacket(addr string, o proto.Options) (proto.PacketConn, error) {
+func (p Plugin) ListenPacket(addr string, o proto.Options) (proto.PacketConn, error) {
 	o = recvOptions(o)
-	lc := net.ListenConfig{Control: proto.ControlBuffers(o)}
-	c, err := lc.ListenPacket(context.Background(), "udp", addr)
+	uc, err := p.socket(context.Background(), addr, o, true)
 	if err != nil {
 		return nil, err
 	}
-	return newPacketConn(c.(*net.UDPConn), o)
+	return newPacketConn(uc, o)
 }
 
 // FilePacketConn adopts a bound UDP socket inherited from a parent (compare's children).
@@ -120,14 +205,12 @@ func (Plugin) FilePacketConn(f *os.File, o proto.Options) (proto.PacketConn, err
 	}
 	o = recvOptions(o)
 	rc, err := uc.SyscallConn()
+	if err == nil {
+		err = proto.Control(rc, func(fd int) error { return proto.SetBuffers(fd, o) })
+	}
 	if err != nil {
 		uc.Close()
 		return nil, err
-	}
-	var serr error
-	if err := rc.Control(func(fd uintptr) { serr = proto.SetBuffers(int(fd), o) }); err != nil || serr != nil {
-		uc.Close()
-		return nil, fmt.Errorf("set buffers: %v %v", err, serr)
 	}
 	return newPacketConn(uc, o)
 }
@@ -135,6 +218,10 @@ func (Plugin) FilePacketConn(f *os.File, o proto.Options) (proto.PacketConn, err
 func newPacketConn(uc *net.UDPConn, o proto.Options) (*PacketConn, error) {
 	p := &PacketConn{UDPConn: uc}
 	var err error
+	if p.rc, err = uc.SyscallConn(); err != nil {
+		uc.Close()
+		return nil, err
+	}
 	if p.caps, err = probe(uc); err != nil {
 		uc.Close()
 		return nil, err
@@ -144,43 +231,50 @@ func newPacketConn(uc *net.UDPConn, o proto.Options) (*PacketConn, error) {
 			uc.Close()
 			return nil, fmt.Errorf("--gro: UDP_GRO not available: %s", p.caps.GROWhy)
 		}
-		rc, _ := uc.SyscallConn()
-		var serr error
-		rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_UDP, unix.UDP_GRO, 1) })
-		if serr != nil {
+		if err := proto.SetInt(p.rc, unix.SOL_UDP, unix.UDP_GRO, 1, "UDP_GRO"); err != nil {
 			uc.Close()
-			return nil, os.NewSyscallError("setsockopt UDP_GRO", serr)
+			return nil, err
 		}
 		p.gro = true
 	}
-	rc, _ := uc.SyscallConn()
-	p.rcvbuf, _ = proto.SockoptInt(rc, unix.SOL_SOCKET, unix.SO_RCVBUF)
+	if p.rcvbuf, err = proto.GetInt(p.rc, unix.SOL_SOCKET, unix.SO_RCVBUF); err != nil {
+		uc.Close()
+		return nil, err
+	}
 	return p, nil
 }
 
-// probe asks this socket, once, for each capability with getsockopt: ENOPROTOOPT means
-// the kernel lacks it (UDP_SEGMENT and UDP_GRO: Linux 4.18 / 5.0, net/ipv4/udp.c
-// udp_lib_getsockopt; SO_ZEROCOPY on UDP: 5.0, net/core/sock.c). A kill switch wins.
+// probe asks this socket, once, for each capability: ENOPROTOOPT means the kernel lacks
+// it. UDP_SEGMENT is read (getsockopt and setsockopt came together in 4.18, commit
+// bec1f6f69736). UDP_GRO (5.0, commit e20cf8d3f1f7) has no getsockopt before 5.12, and
+// getsockopt(SO_ZEROCOPY) answers even on sockets that refuse it (UDP before 5.0,
+// UDP-Lite), so both are probed by setting their current value, off
+// (docs/kernel.md#socket-options-since-when-and-how-to-probe). A kill switch wins and is marked, so the sender runs the
+// fallback path and says so.
 func probe(uc *net.UDPConn) (proto.Caps, error) {
 	rc, err := uc.SyscallConn()
 	if err != nil {
 		return proto.Caps{}, err
 	}
 	var c proto.Caps
-	one := func(env string, level, opt int, ok *bool, why *string) {
-		if os.Getenv(env) == "1" {
+	one := func(env string, try func() error, ok *bool, why *string) bool {
+		if off, _ := strconv.ParseBool(os.Getenv(env)); off {
 			*why = "disabled by " + env + "=1"
-			return
+			return true
 		}
-		if _, err := proto.SockoptInt(rc, level, opt); err != nil {
+		if err := try(); err != nil {
 			*why = err.Error()
-			return
+			return false
 		}
 		*ok = true
+		return false
 	}
-	one(EnvDisableGSO, unix.SOL_UDP, unix.UDP_SEGMENT, &c.GSO, &c.GSOWhy)
-	one(EnvDisableGRO, unix.SOL_UDP, unix.UDP_GRO, &c.GRO, &c.GROWhy)
-	one(EnvDisableZeroCopy, unix.SOL_SOCKET, unix.SO_ZEROCOPY, &c.ZeroCopy, &c.ZeroCopyWhy)
+	get := func(level, opt int) func() error {
+		return func() error { _, err := proto.GetInt(rc, level, opt); return err }
+	}
+	c.GSOKilled = one(EnvDisableGSO, get(unix.SOL_UDP, unix.UDP_SEGMENT), &c.GSO, &c.GSOWhy)
+	one(EnvDisableGRO, func() error { return proto.SetInt(rc, unix.SOL_UDP, unix.UDP_GRO, 0, "UDP_GRO") }, &c.GRO, &c.GROWhy)
+	one(EnvDisableZeroCopy, func() error { return proto.SetInt(rc, unix.SOL_SOCKET, unix.SO_ZEROCOPY, 0, "SO_ZEROCOPY") }, &c.ZeroCopy, &c.ZeroCopyWhy)
 	return c, nil
 }
 
@@ -216,11 +310,11 @@ func (c *Conn) Buffers() (proto.Buffers, error) {
 	if err != nil {
 		return b, err
 	}
-	rmemMax, err1 := pages.Sysctl("net/core/rmem_max")
-	rmemDef, err2 := pages.Sysctl("net/core/rmem_default")
-	backlog, err3 := pages.Sysctl("net/core/netdev_max_backlog")
+	rmemMax, err1 := proto.Sysctl("net/core/rmem_max")
+	rmemDef, err2 := proto.Sysctl("net/core/rmem_default")
+	backlog, err3 := proto.Sysctl("net/core/netdev_max_backlog")
 	if err1 != nil || err2 != nil || err3 != nil {
-		rmemMax, rmemDef, backlog = 4<<20, 212992, 1000 // this machine's (KERNEL-FACTS.md)
+		rmemMax, rmemDef, backlog = 4<<20, 212992, 1000 // this machine's (docs/kernel.md#udp)
 	}
 	b.SndBufMax = b.SndBuf
 	b.PeerRcvBufMax = max(2*rmemMax, rmemDef, 2*DefaultRcvBuf, 2*c.o.RcvBuf)
@@ -232,6 +326,7 @@ func (c *Conn) Buffers() (proto.Buffers, error) {
 // PacketConn is the receiver's bound socket.
 type PacketConn struct {
 	*net.UDPConn
+	rc     syscall.RawConn
 	caps   proto.Caps
 	gro    bool
 	rcvbuf int

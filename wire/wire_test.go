@@ -1,4 +1,4 @@
-package gen
+package wire
 
 import (
 	"bytes"
@@ -138,45 +138,5 @@ func TestPattern(t *testing.T) {
 	}
 	if Offset(1, 5) == Offset(2, 5) && Offset(3, 5) == Offset(4, 5) {
 		t.Fatal("offsets do not vary with stream")
-	}
-}
-
-func TestSpecValidate(t *testing.T) {
-	ok := Spec{Mode: ModeSplice, Size: 65536, Duration: 1e9, Streams: 1}
-	if err := ok.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	bad := []func(*Spec){
-		func(s *Spec) { s.Mode = "teleport" },
-		func(s *Spec) { s.Size = 0 },
-		func(s *Spec) { s.Size = HeaderLen - 1 },
-		func(s *Spec) { s.Size = MaxMessage + 1 },
-		func(s *Spec) { s.Streams = 0 },
-		func(s *Spec) { s.Count = 5 },
-		func(s *Spec) { s.Duration = 0 },
-		func(s *Spec) { s.Format, s.Verify = FormatRaw, true },
-		func(s *Spec) { s.Format, s.Size = FormatNettest, 15 },
-		func(s *Spec) { s.IO = "spin" },
-	}
-	for i, mod := range bad {
-		s := ok
-		mod(&s)
-		if err := s.Validate(); !errors.Is(err, ErrUsage) {
-			t.Errorf("case %d (%+v): got %v, want a usage error", i, s, err)
-		}
-	}
-}
-
-func TestMessagesSplit(t *testing.T) {
-	s := Spec{Size: 1000, Bytes: 10001, Streams: 3}
-	var sum int64
-	for i := range 3 {
-		sum += s.messages(i)
-	}
-	if sum != 11 || s.messages(0) != 4 || s.messages(2) != 3 {
-		t.Fatalf("split of 11 messages over 3 streams: %d %d %d", s.messages(0), s.messages(1), s.messages(2))
-	}
-	if (&Spec{Size: 1, Duration: 1, Streams: 2}).messages(1) != -1 {
-		t.Fatal("time-limited stream must have no message limit")
 	}
 }

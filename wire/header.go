@@ -1,13 +1,16 @@
-package gen
+// Package wire holds every byte format a peer or a file can send splicegen: the native
+// message header, the receiver's report, the end-of-test flag, the seed's nettest
+// framing and the payload pattern. It imports nothing of the project; its parsers take
+// hostile input (fuzzed in wire_test.go) and never allocate.
+package wire
 
 import (
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"hash/crc32"
 )
 
-// Native header (DESIGN.md §Framing), little-endian, HeaderLen bytes:
+// Native header (docs/design.md#framing), little-endian, HeaderLen bytes:
 //
 //	off size field
 //	  0   4  magic "SPGN"
@@ -17,7 +20,9 @@ import (
 //	  8   4  stream id
 //	 12   4  payload length (message size - HeaderLen)
 //	 16   8  sequence number (per stream, from 0)
-//	 24   8  send timestamp, ns since the Unix epoch
+//	 24   8  send timestamp: CLOCK_REALTIME, ns since the Unix epoch (time.Now) —
+//	         comparable with the receiver's clock on one host (loopback, namespaces),
+//	         across hosts only as far as their clocks are synchronised
 //	 32   4  CRC32-C of the payload (0 unless FlagVerify)
 //	 36   4  lanes: the stream's messages rotate over this many SCTP stream ids, message
 //	         seq on stream id seq % lanes (0 or 1: no rotation)
@@ -27,6 +32,9 @@ const (
 	Version   = 1
 
 	FlagVerify = 1 << 0
+	// FlagEnd marks a datagram protocol's end-of-test message: no payload, Seq = the
+	// number of data messages the stream sent (docs/design.md#end-of-test).
+	FlagEnd = 1 << 1
 )
 
 // Header is one decoded native header.
@@ -98,80 +106,4 @@ func ParseHeader(b []byte, h *Header) error {
 		return ErrBadLength
 	}
 	return nil
-}
-
-// Format is the wire format of a message.
-type Format int
-
-const (
-	FormatNative  Format = iota // Header + payload
-	FormatNettest               // the seed's nettest: {u64 msg_size; u64 crc} + payload
-	FormatRaw                   // no header: payload only
-)
-
-func (f Format) String() string {
-	switch f {
-	case FormatNative:
-		return "native"
-	case FormatNettest:
-		return "nettest"
-	case FormatRaw:
-		return "raw"
-	}
-	return fmt.Sprintf("format(%d)", int(f))
-}
-
-// ParseFormat parses a --format value.
-func ParseFormat(s string) (Format, error) {
-	switch s {
-	case "native", "":
-		return FormatNative, nil
-	case "nettest":
-		return FormatNettest, nil
-	case "raw":
-		return FormatRaw, nil
-	}
-	return 0, fmt.Errorf("unknown format %q (want native, nettest or raw)", s)
-}
-
-// HeaderSize is the header length of the format.
-func (f Format) HeaderSize() int {
-	switch f {
-	case FormatNative:
-		return HeaderLen
-	case FormatNettest:
-		return NettestHeaderLen
-	}
-	return 0
-}
-
-// The receiver's report: on a native stream the receiver writes HelloLen bytes on the
-// otherwise unused reverse direction right after accept — magic "SPGR", version, three
-// reserved bytes, then (u64) the most its receive queue may hold: its locked SO_RCVBUF,
-// or its autotune limit. The sender sizes its page ring with it (pages.Rule) instead of
-// the worst case for a local peer.
-const (
-	HelloLen   = 16
-	HelloMagic = 0x52475053 // "SPGR"
-)
-
-// PutHello writes a receiver report.
-func PutHello(b []byte, rcvbufMax uint64) {
-	binary.LittleEndian.PutUint32(b[0:], HelloMagic)
-	b[4], b[5], b[6], b[7] = Version, 0, 0, 0
-	binary.LittleEndian.PutUint64(b[8:], rcvbufMax)
-}
-
-// ParseHello reads a receiver report.
-func ParseHello(b []byte) (uint64, error) {
-	if len(b) < HelloLen {
-		return 0, ErrShortHeader
-	}
-	if binary.LittleEndian.Uint32(b[0:]) != HelloMagic {
-		return 0, ErrBadMagic
-	}
-	if b[4] != Version {
-		return 0, ErrBadVersion
-	}
-	return binary.LittleEndian.Uint64(b[8:]), nil
 }

@@ -1,8 +1,8 @@
-package gen
+package wire
 
 import "encoding/binary"
 
-// The seed's nettest wire format (KERNEL-FACTS.md, last section): every message is
+// The seed's nettest wire format (docs/kernel.md#nettest-wire-format): every message is
 // exactly --size bytes, a 16-byte header {u64 msg_size; u64 crc} in little-endian order,
 // msg_size counting the whole message, then msg_size-16 payload bytes.
 const NettestHeaderLen = 16

@@ -1,0 +1,141 @@
+package gen
+
+import (
+	"encoding/binary"
+	"errors"
+	"time"
+
+	"github.com/splicegen/splicegen/pages"
+	"github.com/splicegen/splicegen/proto"
+	"golang.org/x/sys/unix"
+)
+
+// Datagram streams (connected datagram sockets: UDP and its variants). Every message is
+// one datagram. splice and write use the per-message steps; mmsg and gso send a batch
+// per syscall from runBatch. All read their messages from a packed page ring.
+
+// Datagram sending (UDP). Every message is one datagram. splice and write use the
+// per-message steps of send.go (splice its own dgramSpliceStep); mmsg and gso send a
+// batch per syscall from runBatch. All read their messages from a packed page ring.
+
+// Kernel limits.
+const (
+	udpMaxSegments = 128 // UDP_MAX_SEGMENTS, include/linux/udp.h: more is EINVAL
+	defaultMmsg    = 64  // datagrams per sendmmsg (docs/kernel.md#udp: measured x64)
+
+	endRounds = 5
+)
+
+// endDelays space the end datagrams: a receiver whose queue is full when the first
+// arrives (which is when loss happens) gets the later ones.
+var endDelays = [endRounds]time.Duration{0, 2 * time.Millisecond, 10 * time.Millisecond, 50 * time.Millisecond, 200 * time.Millisecond}
+
+// dgram is a datagram stream's extra state.
+type dgram struct {
+	max      int // largest datagram for this socket
+	caps     proto.Caps
+	batch    int // datagrams per syscall (mmsg, gso); 1 otherwise
+	mm       []proto.Mmsghdr
+	iov      []unix.Iovec
+	k, sent  int    // datagrams in this batch, sent so far
+	span     []byte // gso: the batch's contiguous bytes
+	gsoMsg   unix.Msghdr
+	gsoIov   [1]unix.Iovec
+	gsoCtl   []byte // cmsg UDP_SEGMENT (u16 segment size)
+	mmCalls  uint64
+	gsoCalls uint64
+	ends     uint64
+	fallback string // why gso was demoted (empty: not demoted)
+}
+
+// setupDgram prepares a datagram stream: limits, capabilities, pipe, packed ring, step.
+func (st *stream) setupDgram(d proto.Datagram) error {
+	spec := &st.s.spec
+	u := &dgram{max: d.MaxDatagram(), caps: d.Caps(), batch: 1}
+	st.u = u
+	if spec.Size > u.max { // Spec.Check bounds it by address; this is the socket's own answer
+		return proto.Usagef("--size %d exceeds the largest datagram of this socket, %d bytes", spec.Size, u.max)
+	}
+	switch spec.Mode {
+	case ModeMmsg:
+		u.batch = defaultMmsg
+	case ModeGSO:
+		u.batch = min(udpMaxSegments, u.max/spec.Size)
+	}
+	if spec.Batch > 0 && u.batch > 1 {
+		if spec.Mode == ModeGSO && spec.Batch > u.batch {
+			return proto.Usagef("--batch %d: gso takes at most %d segments of %d bytes (128 segments, %d bytes per super-buffer)",
+				spec.Batch, u.batch, spec.Size, u.max)
+		}
+		u.batch = spec.Batch
+	}
+	if spec.Mode == ModeSplice {
+		// One splice(2) call is one datagram (docs/kernel.md#udp), so the datagram must be
+		// in the pipe in one piece; a packed slot may straddle pages: its pages plus one.
+		want := pages.RoundUp(spec.Size) + 2*pages.PageSize
+		if err := st.openPipe(want, want); err != nil {
+			return err
+		}
+	}
+	ringBytes := u.batch * spec.Size
+	if !spec.HotBuffer {
+		var err error
+		if ringBytes, err = st.ringSize(u.batch*spec.Size, -1); err != nil {
+			return err
+		}
+	}
+	var err error
+	if st.ring, err = pages.NewPacked(spec.Size, ringBytes, u.batch); err != nil {
+		return err
+	}
+	st.fillRing()
+	if err := st.setStep(st.dgramSpliceStep); err != nil {
+		return err
+	}
+	switch spec.Mode {
+	case ModeMmsg, ModeGSO:
+		u.mm = make([]proto.Mmsghdr, u.batch)
+		u.iov = make([]unix.Iovec, u.batch)
+		for i := range u.mm {
+			u.mm[i].Hdr.Iov = &u.iov[i]
+			u.mm[i].Hdr.SetIovlen(1)
+		}
+		st.step = st.mmsgStep
+		if spec.Mode == ModeGSO {
+			if !u.caps.GSO && !u.caps.GSOKilled {
+				return proto.Usagef("%v: %s", ErrGSOUnavailable, u.caps.GSOWhy)
+			}
+			if !u.caps.GSO {
+				// The kill switch forces the fallback path: reported, not hidden.
+				u.fallback = "gso " + u.caps.GSOWhy + ": sent with sendmmsg"
+			} else {
+				st.setGSO(spec.Size)
+				st.step = st.gsoStep
+			}
+		}
+	}
+	return nil
+}
+
+// setGSO builds the per-call UDP_SEGMENT cmsg (udp(7): a u16 segment size). Per call,
+// not per socket (setsockopt): measured on 6.18 loopback, a send no longer than the
+// socket-level segment size (a batch of one) silently never arrived; with the cmsg a
+// batch of one goes without it, as a plain datagram.
+func (st *stream) setGSO(size int) {
+	u := st.u
+	u.gsoCtl = make([]byte, unix.CmsgSpace(2))
+	proto.PutCmsg(u.gsoCtl, unix.SOL_UDP, unix.UDP_SEGMENT, binary.NativeEndian.AppendUint16(nil, uint16(size)))
+	u.gsoMsg.Iov = &u.gsoIov[0]
+	u.gsoMsg.SetIovlen(1)
+}
+
+// dgramStats adds the datagram counters to a stream's stats.
+func (st *stream) dgramStats(s *StreamStats) {
+	if st.u == nil {
+		return
+	}
+	s.SendmmsgCalls, s.GSOCalls, s.EndDatagrams, s.Fallback = st.u.mmCalls, st.u.gsoCalls, st.u.ends, st.u.fallback
+}
+
+// ErrGSOUnavailable: --mode gso on a kernel without UDP_SEGMENT.
+var ErrGSOUnavailable = errors.New("gso: UDP_SEGMENT not supported by this kernel (needs Linux 4.18)")

@@ -1,0 +1,246 @@
+package gen
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"unsafe"
+
+	"github.com/splicegen/splicegen/proto"
+	"golang.org/x/sys/unix"
+)
+
+// Step functions: one message (or batch) into the socket, called inside RawConn.Write.
+// Each returns false only after EAGAIN (the poller is edge-triggered, internal/poll) and
+// leaves its error in st.err.
+
+// fillPipe vmsplices the next n bytes of st.msg into the pipe, which has room for them,
+// so vmsplice never blocks. No SPLICE_F_GIFT: the pipe references our pages (GIFT
+// changed nothing measurable, docs/kernel.md#tcp-sender-cpu). False: st.err is set.
+func (st *stream) fillPipe(n int) bool {
+	for end := st.done + n; st.done < end; {
+		st.iov[0].Base = &st.msg[st.done]
+		st.iov[0].SetLen(end - st.done)
+		m, err := unix.Vmsplice(st.pw, st.iov[:], 0)
+		st.vmCalls++
+		switch proto.Classify(err) {
+		case proto.Retry:
+			continue
+		case proto.Wait, proto.Fail: // Wait: a full pipe would break the invariant below
+			st.err = os.NewSyscallError("vmsplice", err)
+			return false
+		}
+		st.done += m
+		st.inPipe += m
+		st.vmBytes += uint64(m)
+	}
+	return true
+}
+
+// spliceStep moves st.msg through the pipe into a byte-stream socket. Invariant (as in
+// Go's internal/poll/splice_linux.go): the pipe is empty between messages, so an EAGAIN
+// from splice() can only mean the socket is full. A message larger than the pipe goes
+// in pipe-sized chunks, each drained before the next is vmspliced.
+func (st *stream) spliceStep(fd uintptr) bool {
+	for {
+		if st.inPipe == 0 {
+			if st.done == len(st.msg) {
+				return true
+			}
+			if !st.fillPipe(min(len(st.msg)-st.done, st.pipeCap)) {
+				return true
+			}
+		}
+		// SPLICE_F_MORE (splice(2)): more data follows, the socket may cork; left off on
+		// the last chunk of the last message so nothing waits for a send that never comes.
+		flags := 0
+		if st.more || st.done < len(st.msg) {
+			flags = unix.SPLICE_F_MORE
+		}
+		n, err := unix.Splice(st.pr, nil, int(fd), nil, st.inPipe, flags)
+		st.spCalls++
+		switch proto.Classify(err) {
+		case proto.Wait:
+			st.waits++
+			return false
+		case proto.Retry:
+			continue
+		case proto.Fail:
+			st.err = os.NewSyscallError("splice", err)
+			return true
+		}
+		if n == 0 {
+			st.err = errors.New("splice: socket accepted 0 bytes")
+			return true
+		}
+		st.inPipe -= int(n)
+	}
+}
+
+// dgramSpliceStep vmsplices the whole datagram into the pipe, then splices it into the
+// socket with one call and no SPLICE_F_MORE (on UDP that corks the next call into the
+// same datagram). The pipe is empty between datagrams, so EAGAIN means the socket is
+// full. On any error the datagram stays in the pipe (EMSGSIZE: docs/kernel.md#udp), so
+// the pipe is drained before the error is returned.
+func (st *stream) dgramSpliceStep(fd uintptr) bool {
+	if st.done < len(st.msg) && !st.fillPipe(len(st.msg)-st.done) {
+		st.drainPipe()
+		return true
+	}
+	for {
+		n, err := unix.Splice(st.pr, nil, int(fd), nil, st.inPipe, 0)
+		st.spCalls++
+		switch proto.Classify(err) {
+		case proto.Wait:
+			st.waits++
+			return false
+		case proto.Retry:
+			continue
+		case proto.Fail:
+			st.err = os.NewSyscallError("splice", err)
+			st.drainPipe()
+			return true
+		}
+		if int(n) != st.inPipe {
+			st.err = fmt.Errorf("splice: sent %d bytes of a %d-byte datagram", n, st.inPipe)
+			st.drainPipe()
+			return true
+		}
+		st.inPipe = 0
+		return true
+	}
+}
+
+// drainPipe empties the pipe after a failed splice (error path only: it allocates).
+func (st *stream) drainPipe() {
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := unix.Read(st.pr, buf)
+		if n <= 0 || err != nil {
+			break
+		}
+	}
+	st.inPipe = 0
+}
+
+// writeStep is the copy baseline: write(2) from one buffer, rewritten at will.
+func (st *stream) writeStep(fd uintptr) bool {
+	for st.done < len(st.msg) {
+		n, err := unix.Write(int(fd), st.msg[st.done:])
+		st.wrCalls++
+		switch proto.Classify(err) {
+		case proto.Wait:
+			st.waits++
+			return false
+		case proto.Retry:
+			continue
+		case proto.Fail:
+			st.err = os.NewSyscallError("write", err)
+			return true
+		}
+		st.done += n
+	}
+	return true
+}
+
+// sendfileStep sends st.msg from the ring's memfd with sendfile(2): the socket takes
+// references to the memfd's pages, the same hazard as vmsplice, so it shares the ring.
+func (st *stream) sendfileStep(fd uintptr) bool {
+	for st.done < len(st.msg) {
+		st.sfOff = st.off + int64(st.done)
+		n, err := unix.Sendfile(int(fd), st.ring.Fd(), &st.sfOff, len(st.msg)-st.done)
+		st.sfCalls++
+		switch proto.Classify(err) {
+		case proto.Wait:
+			st.waits++
+			return false
+		case proto.Retry:
+			continue
+		case proto.Fail:
+			st.err = os.NewSyscallError("sendfile", err)
+			return true
+		}
+		if n == 0 {
+			st.err = errors.New("sendfile: socket accepted 0 bytes")
+			return true
+		}
+		st.done += n
+	}
+	return true
+}
+
+// mmsgStep sends the batch's remaining datagrams with sendmmsg(2), which returns how
+// many went; EAGAIN only when none did.
+func (st *stream) mmsgStep(fd uintptr) bool {
+	u := st.u
+	for u.sent < u.k {
+		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&u.mm[u.sent])), uintptr(u.k-u.sent), 0, 0, 0)
+		u.mmCalls++
+		switch proto.Classify(errno(e)) {
+		case proto.Wait:
+			st.waits++
+			return false
+		case proto.Retry:
+			continue
+		case proto.Fail:
+			st.err = os.NewSyscallError("sendmmsg", e)
+			return true
+		}
+		u.sent += int(r)
+	}
+	return true
+}
+
+// Test hook: the GSO super-buffer send, swapped to inject EIO.
+var gsoSendmsg = func(fd int, msg *unix.Msghdr) error {
+	_, _, e := unix.Syscall(unix.SYS_SENDMSG, uintptr(fd), uintptr(unsafe.Pointer(msg)), 0)
+	return errno(e)
+}
+
+// errno turns a raw syscall's errno into an error, nil for 0 (no allocation: errnos
+// are small integers, boxed without a heap copy).
+func errno(e unix.Errno) error {
+	if e == 0 {
+		return nil
+	}
+	return e
+}
+
+// gsoStep sends the batch as one super-buffer with sendmsg(2) and a UDP_SEGMENT cmsg;
+// the kernel cuts it into datagrams of that size. EIO means the route's device can't
+// checksum-offload the segments (net/ipv4/udp.c udp_send_skb: "ip_summed !=
+// CHECKSUM_PARTIAL ... -EIO"): demote to sendmmsg for the rest of the run and resend
+// this batch, as wireguard-go does.
+func (st *stream) gsoStep(fd uintptr) bool {
+	u := st.u
+	u.gsoIov[0].Base = &u.span[0]
+	u.gsoIov[0].SetLen(len(u.span))
+	if u.k > 1 {
+		u.gsoMsg.Control = &u.gsoCtl[0]
+		u.gsoMsg.SetControllen(len(u.gsoCtl))
+	} else {
+		u.gsoMsg.Control = nil
+		u.gsoMsg.SetControllen(0)
+	}
+	for {
+		err := gsoSendmsg(int(fd), &u.gsoMsg)
+		switch proto.Classify(err) {
+		case proto.Wait:
+			st.waits++
+			return false
+		case proto.Retry:
+			continue
+		case proto.Fail:
+			if err == unix.EIO {
+				u.fallback = "gso demoted to sendmmsg: " + os.NewSyscallError("sendmsg", err).Error()
+				st.step = st.mmsgStep
+				return st.mmsgStep(fd)
+			}
+			st.err = os.NewSyscallError("sendmsg (gso)", err)
+			return true
+		}
+		u.gsoCalls++ // super-buffers sent: the kernel's OutDatagrams counts these
+		u.sent = u.k
+		return true
+	}
+}

@@ -1,0 +1,291 @@
+package gen
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/splicegen/splicegen/pages"
+	"github.com/splicegen/splicegen/proto"
+	"github.com/splicegen/splicegen/wire"
+	"golang.org/x/sys/unix"
+)
+
+// Stream setup: the socket's page ring (sized by the page-reuse rule), its pipe, the
+// receiver's report, and the step function chosen once for the mode.
+
+// stream is one connection's send state. The data path (run and the step functions)
+// allocates nothing: the step closure is bound once, the iovec lives here.
+type stream struct {
+	s     *Sender
+	id    uint32
+	conn  proto.Conn
+	rc    syscall.RawConn
+	ring  *pages.Ring
+	rule  pages.Rule
+	limit int64
+
+	pr, pw  int // pipe (splice mode), -1 otherwise
+	pipeCap int
+
+	// The message being sent.
+	msg    []byte
+	off    int64 // msg's offset in the ring's memfd (sendfile)
+	sfOff  int64 // sendfile's in/out offset
+	done   int   // bytes of msg vmspliced (splice) or sent (write, sendfile)
+	inPipe int   // bytes in the pipe, not yet spliced to the socket
+	more   bool  // another message follows at once: SPLICE_F_MORE
+	err    error
+	iov    [1]unix.Iovec
+	step   func(fd uintptr) bool
+	blockd int // dup'd blocking fd (IO "block"), -1 otherwise
+
+	// SCTP stream rotation (proto.Laner): message seq goes on stream id seq % lanes.
+	lanes   int
+	lane    int
+	laneErr error
+	laneFn  func(fd uintptr)
+
+	zc *zcState // MSG_ZEROCOPY mode only
+
+	// SO_SNDBUF as autotuning grows it, sampled during the run.
+	sndbufSeen int
+	sndbufFn   func(fd uintptr)
+
+	c                                                  Counters
+	vmCalls, vmBytes, spCalls, wrCalls, sfCalls, waits uint64
+	nettestCRC                                         uint64 // CRC of the constant payload (no --verify)
+	u                                                  *dgram // datagram sockets (send_udp.go), nil otherwise
+	pace                                               *Pacer // --rate/--pps, nil otherwise
+}
+
+func newStream(s *Sender, id uint32, c proto.Conn) (*stream, error) {
+	st := &stream{s: s, id: id, conn: c, pr: -1, pw: -1, blockd: -1, limit: s.spec.messages(int(id))}
+	if err := st.setup(); err != nil {
+		st.close()
+		return nil, err
+	}
+	return st, nil
+}
+
+// setup prepares the stream for its socket kind; on error the caller closes it.
+func (st *stream) setup() error {
+	s, c := st.s, st.conn
+	var err error
+	if st.rc, err = c.SyscallConn(); err != nil {
+		return err
+	}
+	spec := &s.spec
+	batch := 1
+	if d, ok := c.(proto.Datagram); ok {
+		if err := st.setupDgram(d); err != nil {
+			return err
+		}
+		batch = st.u.batch
+	} else if err := st.setupStream(); err != nil {
+		return err
+	}
+	if r := spec.perStream(); r > 0 {
+		st.pace = NewPacer(r, batch)
+	}
+	if spec.IO == "block" {
+		return st.openBlocking()
+	}
+	return nil
+}
+
+// setupStream prepares a byte-stream or message socket: pipe, page ring, step.
+func (st *stream) setupStream() error {
+	spec := &st.s.spec
+	if spec.Mode == ModeSplice {
+		// One message per vmsplice when pipe-max-size allows, else pipe-sized chunks.
+		want := pages.RoundUp(spec.Size)
+		if lim, err := proto.Sysctl("fs/pipe-max-size"); err == nil {
+			want = min(want, lim)
+		}
+		if err := st.openPipe(want, 0); err != nil {
+			return err
+		}
+	}
+	// A native receiver reports its receive-queue bound first; always read it, so no
+	// unread byte is left in our receive queue at close (that would reset, tcp(7)).
+	peer := -1
+	if spec.Format == wire.FormatNative {
+		peer = readHello(st.conn)
+	}
+	// Every mode reads its messages from the same ring, so a comparison isolates the
+	// syscall: same framing, same payload, same (cache-cold) memory. --hot-buffer makes
+	// write re-send one cache-hot buffer instead (safe: write copies).
+	ringBytes := 1
+	if !spec.HotBuffer {
+		var err error
+		if ringBytes, err = st.ringSize(pages.RoundUp(spec.Size), peer); err != nil {
+			return err
+		}
+	}
+	var err error
+	if st.ring, err = pages.New(spec.Size, ringBytes); err != nil {
+		return err
+	}
+	st.fillRing()
+	if spec.Format == wire.FormatNettest {
+		hl := spec.Format.HeaderSize()
+		st.nettestCRC = wire.NettestCRC(0, st.ring.Buf(0)[hl:spec.Size])
+	}
+	if l, ok := st.conn.(proto.Laner); ok && l.Lanes() > 1 {
+		st.lanes = l.Lanes()
+		st.laneFn = func(fd uintptr) { st.laneErr = l.SetLane(fd, st.lane) }
+	}
+	return st.setStep(st.spliceStep)
+}
+
+// ringSize applies the page-reuse rule (docs/kernel.md#page-reuse) to this socket's live
+// buffer bounds: our send buffer, what a local peer may queue (the receiver's own report
+// when peer >= 0; a datagram path adds the backlog charged to no socket, see proto/udp
+// Conn.Buffers), our pipe, one message (or batch) being filled. --ring overrides it,
+// below the safe size only with --unsafe-ring. All streams' rings are checked against
+// the cap before any is mapped.
+func (st *stream) ringSize(msg, peer int) (int, error) {
+	spec := &st.s.spec
+	b, err := st.conn.Buffers()
+	if err != nil {
+		return 0, err
+	}
+	st.rule = pages.Rule{SndBuf: b.SndBufMax, PeerRcvBuf: b.PeerRcvBufMax + b.Backlog*spec.Size, Pipe: st.pipeCap,
+		Msg: msg, MarginPct: pages.DefaultMarginPct, Why: b.Why}
+	switch {
+	case peer >= 0:
+		st.rule.PeerRcvBuf = peer
+		st.rule.Why += "; the receiver reported its bound: " + pages.Human(peer)
+	case spec.Format == wire.FormatNative && st.u == nil:
+		st.rule.Why += "; the receiver reported nothing: worst case for a local peer"
+	}
+	n := st.rule.Bytes()
+	if spec.Ring > 0 {
+		// Zerocopy recycles on the kernel's notifications: any ring is safe.
+		if spec.Ring < n && !spec.Unsafe && spec.Mode != ModeZerocopy {
+			return 0, proto.Usagef("--ring %d is below the safe size %d (%v); add --unsafe-ring to demonstrate the hazard",
+				spec.Ring, n, st.rule)
+		}
+		n = spec.Ring
+	}
+	if total := n * spec.Streams; total > pages.MaxTotalBytes {
+		return 0, proto.Usagef("page rings of %d streams need %s (%s each), above the cap of %s: use fewer --streams, smaller --sndbuf/--rcvbuf, or --size",
+			spec.Streams, pages.Human(total), pages.Human(n), pages.Human(pages.MaxTotalBytes))
+	}
+	return n, nil
+}
+
+// setStep picks the step function of the modes every socket kind shares; splice is the
+// kind's own (a byte stream drains the pipe in chunks, a datagram is one splice call).
+// Modes it does not know (mmsg, gso) are left to the caller.
+func (st *stream) setStep(splice func(fd uintptr) bool) error {
+	switch st.s.spec.Mode {
+	case ModeSplice:
+		st.step = splice
+	case ModeWrite:
+		st.step = st.writeStep
+	case ModeSendfile:
+		st.step = st.sendfileStep
+	case ModeZerocopy:
+		// One sendmsg(MSG_ZEROCOPY) per message (UDP zerocopy: Linux 5.0, commit
+		// b5947e5d1e71); buffers recycled on completion.
+		st.step = st.zcStep
+		return st.setupZerocopy()
+	}
+	return nil
+}
+
+// fillRing writes the payload of seq 0 into every buffer. Without --verify only the
+// header changes per message; with it, each message gets its own pattern.
+func (st *stream) fillRing() {
+	spec := &st.s.spec
+	hl := spec.Format.HeaderSize()
+	for i := range st.ring.Len() {
+		wire.FillPattern(st.ring.Buf(i)[hl:spec.Size], st.id, 0)
+	}
+}
+
+// openPipe makes the stream's pipe and asks for want bytes (fcntl(2) F_SETPIPE_SZ; best
+// effort: EPERM/EBUSY above fs.pipe-max-size keep the current size). Fewer than need
+// bytes is an error.
+func (st *stream) openPipe(want, need int) error {
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
+		return os.NewSyscallError("pipe2", err)
+	}
+	st.pr, st.pw = p[0], p[1]
+	unix.FcntlInt(uintptr(st.pw), unix.F_SETPIPE_SZ, want) // best effort, checked below
+	n, err := unix.FcntlInt(uintptr(st.pw), unix.F_GETPIPE_SZ, 0)
+	if err != nil {
+		return os.NewSyscallError("fcntl F_GETPIPE_SZ", err)
+	}
+	if n < need {
+		return fmt.Errorf("a pipe of %d bytes cannot hold a %d-byte message in one piece (fs.pipe-max-size)", n, st.s.spec.Size)
+	}
+	st.pipeCap = n
+	return nil
+}
+
+// openBlocking dups the socket and clears O_NONBLOCK so the stream's locked thread can
+// block in the kernel instead of parking in the poller. O_NONBLOCK is per open file
+// description, shared with Go's fd: only this dup is used for I/O from here on.
+// SO_SNDTIMEO bounds each blocked call so a stop request is seen within 100 ms.
+func (st *stream) openBlocking() error {
+	return proto.Control(st.rc, func(fd int) error {
+		var err error
+		if st.blockd, err = unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0); err != nil {
+			st.blockd = -1
+			return os.NewSyscallError("fcntl F_DUPFD_CLOEXEC", err)
+		}
+		if err := unix.SetNonblock(st.blockd, false); err != nil {
+			return os.NewSyscallError("fcntl O_NONBLOCK", err)
+		}
+		tv := unix.NsecToTimeval((100 * time.Millisecond).Nanoseconds())
+		return os.NewSyscallError("setsockopt SO_SNDTIMEO", unix.SetsockoptTimeval(st.blockd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv))
+	})
+}
+
+func (st *stream) close() {
+	for _, fd := range []int{st.pr, st.pw, st.blockd} {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+	}
+	st.pr, st.pw, st.blockd = -1, -1, -1
+	if st.ring != nil {
+		st.ring.Close()
+	}
+}
+
+func (st *stream) stats() StreamStats {
+	s := StreamStats{Stream: st.id, Bytes: st.c.Bytes.Load(), Messages: st.c.Messages.Load(),
+		VmspliceCalls: st.vmCalls, VmsplicedB: st.vmBytes, SpliceCalls: st.spCalls,
+		WriteCalls: st.wrCalls, SendfileCalls: st.sfCalls, Waits: st.waits, SndbufSeen: st.sndbufSeen}
+	if st.zc != nil {
+		s.ZCCompleted, s.ZCCopied = st.zc.t.completions, st.zc.t.copied
+	}
+	if st.pace != nil {
+		s.PaceSleeps = st.pace.Sleeps
+	}
+	st.dgramStats(&s)
+	return s
+}
+
+// readHello reads the receiver's report (wire.PutHello), waiting at most two seconds;
+// -1 if there is none or it is implausible.
+func readHello(c proto.Conn) int {
+	var h [wire.HelloLen]byte
+	c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	defer c.SetReadDeadline(time.Time{})
+	if _, err := io.ReadFull(c, h[:]); err != nil {
+		return -1
+	}
+	v, err := wire.ParseHello(h[:])
+	if err != nil || v == 0 || v > 1<<40 {
+		return -1
+	}
+	return int(v)
+}

@@ -1,0 +1,159 @@
+// Package sink is the receiver: it accepts a test's connections, drains them through a
+// read or splice sink, and checks what arrived (sequence, framing, and with --verify
+// every payload byte).
+package sink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/splicegen/splicegen/proto"
+	"github.com/splicegen/splicegen/wire"
+)
+
+// Sinks (a protocol's traits list the ones its receiver has).
+const (
+	SinkRead   = "read"   // read(2) into a buffer
+	SinkSplice = "splice" // splice(2) socket → pipe → /dev/null (with --verify: → read from the pipe)
+	SinkMmsg   = "mmsg"   // recvmmsg(2) batches from one bound datagram socket
+)
+
+// Config is one receive test.
+type Config struct {
+	Sink    string
+	Verify  bool
+	Format  wire.Format
+	Size    int // message size; needed for nettest/raw, learned from the header for native
+	Streams int // connections to wait for; 0: from the native header, else 1
+	// Idle ends a started test when no byte arrives for this long (peer gone); 0: 30s.
+	Idle time.Duration
+	// Stall makes the read sink sleep after every read: a slow reader whose queue stays
+	// full, the worst case for the sender's page reuse.
+	Stall time.Duration
+	// GRO asks a datagram receiver for UDP_GRO (coalesced datagrams, split here).
+	GRO bool
+}
+
+// Check is the one validation of a receive config, against the protocol's traits.
+// Commands call it before anything is bound; the receivers take a checked config.
+func (cfg *Config) Check(t proto.Traits) error {
+	if err := t.Sink(cfg.Sink); err != nil {
+		return err
+	}
+	if err := t.Wire(cfg.Format, cfg.Verify); err != nil {
+		return err
+	}
+	if cfg.Format == wire.FormatNettest && cfg.Size < wire.NettestHeaderLen {
+		return proto.Usagef("--format nettest needs --size (the same as the sender's, at least %d)", wire.NettestHeaderLen)
+	}
+	if cfg.Size < 0 || cfg.Size > t.MaxFor("") {
+		return proto.Usagef("--size %d out of range 1..%d", cfg.Size, t.MaxFor(""))
+	}
+	if cfg.Stall < 0 || cfg.Stall > time.Second {
+		return proto.Usagef("--stall %v out of range 0..1s", cfg.Stall)
+	}
+	if cfg.Stall > 0 && cfg.Sink != SinkRead {
+		return proto.Usagef("--stall needs --sink read")
+	}
+	if cfg.Streams < 0 || cfg.Streams > maxStreams {
+		return proto.Usagef("--streams %d out of range 0..%d", cfg.Streams, maxStreams)
+	}
+	if cfg.Idle < 0 {
+		return proto.Usagef("--idle %v: want a positive duration", cfg.Idle)
+	}
+	return nil
+}
+
+// maxStreams is the most streams a test may have (the sender's --streams limit).
+const maxStreams = 1024
+
+// Runner is the receiver of one test, whatever the protocol's kind.
+type Runner interface {
+	// Run receives until the test ends; started is called when the first data arrives
+	// (the measurement window opens there).
+	Run(ctx context.Context, started func()) (*Stats, error)
+	// Progress is the running totals, for interval lines.
+	Progress() Progress
+}
+
+// Progress is a receiver's running totals.
+type Progress struct {
+	Bytes, Messages, Lost uint64
+}
+
+// Open makes the receiving end of one test for the protocol: a listener for byte streams
+// and messages, one bound socket for datagrams, on addr or on the inherited socket fd
+// (fd >= 0: compare's children). cfg must have passed Check.
+func Open(p proto.Plugin, cfg Config, o proto.Options, addr string, fd int) (Runner, error) {
+	if cfg.Idle == 0 {
+		cfg.Idle = 30 * time.Second
+	}
+	var f *os.File
+	if fd >= 0 {
+		f = os.NewFile(uintptr(fd), "inherited socket")
+		defer f.Close() // the plugins dup it
+	}
+	if pp, ok := p.(proto.PacketPlugin); ok {
+		o.GRO = cfg.GRO
+		var pc proto.PacketConn
+		var err error
+		if f != nil {
+			pc, err = pp.FilePacketConn(f, o)
+		} else {
+			pc, err = pp.ListenPacket(addr, o)
+		}
+		if err != nil {
+			return nil, err
+		}
+		return &DgramReceiver{cfg: cfg, pc: pc, gro: pc.GRO()}, nil
+	}
+	var ln proto.Listener
+	var err error
+	if f != nil {
+		ln, err = p.FileListener(f, o)
+	} else {
+		ln, err = p.Listen(addr, o)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &Receiver{cfg: cfg, ln: ln}, nil
+}
+
+// Stats are a whole receive's figures.
+type Stats struct {
+	Streams []StreamStats `json:"streams"`
+	Real    time.Duration `json:"-"` // the data's time: first to last data (datagrams), first accept to end (streams)
+	Sink    string        `json:"sink"`
+	Stray   uint64        `json:"stray,omitempty"` // UDP: datagrams with no valid header (counted corrupt)
+	Ended   bool          `json:"ended,omitempty"` // UDP: every stream's end datagram arrived
+}
+
+// Totals sums the streams into one.
+func (s *Stats) Totals() StreamStats {
+	t := StreamStats{Corrupt: s.Stray}
+	for _, st := range s.Streams {
+		t.add(st)
+		if st.SizeMin > 0 && (t.SizeMin == 0 || st.SizeMin < t.SizeMin) {
+			t.SizeMin = st.SizeMin
+		}
+		t.SizeMax = max(t.SizeMax, st.SizeMax)
+		t.MsgSize = max(t.MsgSize, st.MsgSize)
+		if t.Error == "" {
+			t.Error = st.Error
+		}
+	}
+	return t
+}
+
+// joinFew joins the first three errors and counts the rest, so a test with many failed
+// streams still reports one readable line.
+func joinFew(errs []error) error {
+	if len(errs) <= 3 {
+		return errors.Join(errs...)
+	}
+	return fmt.Errorf("%w (and %d more streams failed)", errors.Join(errs[:3]...), len(errs)-3)
+}
