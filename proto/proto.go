@@ -163,11 +163,12 @@ func (e kernelErr) Is(target error) bool { return target == ErrKernel }
 func KernelLacks(msg string) error { return kernelErr{msg} }
 
 // Endpoint makes the receiving end of a test on addr for a child process (compare): a
-// listening socket, or a bound datagram socket. It returns a dup of the socket and the
-// address it got.
-func Endpoint(p Plugin, addr string) (*os.File, string, error) {
+// listening socket, or a bound datagram socket, with the receiver's options set before
+// any peer can connect (accepted sockets inherit the listener's buffers). It returns a
+// dup of the socket and the address it got.
+func Endpoint(p Plugin, addr string, o Options) (*os.File, string, error) {
 	if pp, ok := p.(PacketPlugin); ok {
-		pc, err := pp.ListenPacket(addr, Options{})
+		pc, err := pp.ListenPacket(addr, o)
 		if err != nil {
 			return nil, "", err
 		}
@@ -175,7 +176,7 @@ func Endpoint(p Plugin, addr string) (*os.File, string, error) {
 		f, err := pc.File()
 		return f, pc.LocalAddr().String(), err
 	}
-	ln, err := p.Listen(addr, Options{})
+	ln, err := p.Listen(addr, o)
 	if err != nil {
 		return nil, "", err
 	}

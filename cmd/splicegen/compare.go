@@ -34,6 +34,7 @@ type protoPlan struct {
 	sinkErr error // the protocol's receiver lacks the --sink asked for
 	noRun   error // the kernel lacks the protocol: every cell is unsupported
 	plugin  proto.Plugin
+	base    []string // send flags every cell of this protocol gets
 }
 
 func cmdCompare(args []string, stdout, stderr io.Writer) (int, error) {
@@ -98,11 +99,12 @@ func cmdCompare(args []string, stdout, stderr io.Writer) (int, error) {
 		return exitFailed, err
 	}
 	base := []string{"--format", c.format}
-	if c.lanes > 1 {
-		base = append(base, "--sctp-streams", strconv.Itoa(c.lanes))
+	var lanes []string // only for protocols with sub-streams
+	if c.lanes != 1 {
+		lanes = append(lanes, "--sctp-streams", strconv.Itoa(c.lanes))
 	}
 	if c.ppid != 0 {
-		base = append(base, "--sctp-ppid", strconv.FormatUint(uint64(c.ppid), 10))
+		lanes = append(lanes, "--sctp-ppid", strconv.FormatUint(uint64(c.ppid), 10))
 	}
 	if c.nodelay {
 		base = append(base, "--nodelay")
@@ -129,7 +131,10 @@ func cmdCompare(args []string, stdout, stderr io.Writer) (int, error) {
 		}
 		t := plugin.Traits()
 		d := t.Compare
-		p := &protoPlan{name: t.Name, plugin: plugin, sink: t.DefaultSink(), limit: []string{d.Limit}}
+		p := &protoPlan{name: t.Name, plugin: plugin, sink: t.DefaultSink(), limit: []string{d.Limit}, base: base}
+		if t.Lanes {
+			p.base = append(slices.Clip(base), lanes...)
+		}
 		p.modes = strings.Split(cmp(modes, d.Modes), ",")
 		if p.sizes, err = parseSizes(cmp(c.size, d.Sizes)); err != nil {
 			return 0, err
@@ -149,7 +154,7 @@ func cmdCompare(args []string, stdout, stderr io.Writer) (int, error) {
 			}
 		}
 		// Can this kernel do the protocol at all? Checked once, by opening its endpoint.
-		if f, _, err := proto.Endpoint(plugin, "127.0.0.1:0"); errors.Is(err, proto.ErrKernel) {
+		if f, _, err := proto.Endpoint(plugin, "127.0.0.1:0", proto.Options{}); errors.Is(err, proto.ErrKernel) {
 			p.noRun = err
 		} else if err != nil {
 			return exitFailed, err
@@ -158,6 +163,9 @@ func cmdCompare(args []string, stdout, stderr io.Writer) (int, error) {
 		}
 		plans = append(plans, p)
 		plan[name] = p
+	}
+	if len(lanes) > 0 && !slices.ContainsFunc(plans, func(p *protoPlan) bool { return p.plugin.Traits().Lanes }) {
+		return 0, usagef("--sctp-streams and --sctp-ppid need a protocol with sub-streams (sctp) in --proto")
 	}
 	var cells []report.Cell
 	var runnable []report.Cell
@@ -172,7 +180,7 @@ func cmdCompare(args []string, stdout, stderr io.Writer) (int, error) {
 					cell := report.Cell{Proto: p.name, Mode: m, Size: int(size), Streams: n}
 					if err := p.cellReason(strings.TrimSuffix(m, "-hot"), int(size), c); err != nil {
 						cell.Reason = oneLine(err)
-					} else if err := checkCell(stdout, cellArgs(cell, base, p.limit), p, c, cpuSnd, cpuRcv); err != nil {
+					} else if err := checkCell(stdout, cellArgs(cell, p.base, p.limit), p, c, cpuSnd, cpuRcv); err != nil {
 						return 0, err // wrong everywhere: one usage error, nothing run
 					}
 					cell.Unsupported = cell.Reason != ""
@@ -214,7 +222,7 @@ runs:
 			p := plan[cell.Proto]
 			prog.start(fmt.Sprintf("%s %s %d B%s, repeat %d", cell.Proto, cell.Mode, cell.Size, streamsTag(cell.Streams), rep+1))
 			r, err := runPair(ctx, exe, c, pairSpec{proto: cell.Proto, sink: p.sink, size: cell.Size,
-				sendArgs: cellArgs(cell, base, p.limit)}, cpuSnd, cpuRcv)
+				sendArgs: cellArgs(cell, p.base, p.limit)}, cpuSnd, cpuRcv)
 			prog.done()
 			if err != nil {
 				if ctx.Err() != nil {

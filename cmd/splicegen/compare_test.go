@@ -114,3 +114,24 @@ func TestCompareInterrupted(t *testing.T) {
 		}
 	}
 }
+
+// A child that fails never hangs compare: the sender exits before connecting, its
+// receiver (still waiting for a connection) is stopped within seconds, the run is
+// recorded as failed with the sender's error, and compare exits 1.
+func TestCompareChildFails(t *testing.T) {
+	t.Setenv("SPLICEGEN_TEST_AS_CLI", "1")
+	t.Setenv("SPLICEGEN_TEST_SEND_FAILS", "1")
+	start := time.Now()
+	r := runArgs("compare", "-m", "splice,write", "--bytes", "1MiB", "--repeat", "1")
+	if r.code != 1 || !strings.Contains(r.stdout, "injected failure before connecting") || strings.Count(r.stdout, "error:") != 2 {
+		t.Fatalf("exit %d: %s\n%s", r.code, r.stderr, r.stdout)
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Fatalf("compare took %v", d)
+	}
+	// A flag wrong for every cell is caught by send's own parser before anything runs.
+	r = runArgs("compare", "--sndbuf", "12", "-m", "splice", "--bytes", "1MiB", "--repeat", "1")
+	if r.code != 2 || !strings.Contains(r.stderr, "--sndbuf") || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
+		t.Fatalf("--sndbuf 12: exit %d: %q", r.code, r.stderr)
+	}
+}

@@ -162,6 +162,11 @@ func (c *common) options(t proto.Traits) (proto.Options, error) {
 	if !t.Lanes && (c.lanes != 1 || c.ppid != 0) {
 		return o, usagef("--sctp-streams and --sctp-ppid need a protocol with sub-streams (sctp), not %s", t.Name)
 	}
+	return o, c.buffers(&o)
+}
+
+// buffers parses --sndbuf and --rcvbuf into o.
+func (c *common) buffers(o *proto.Options) error {
 	for _, f := range []struct {
 		name, v string
 		dst     *int
@@ -171,11 +176,11 @@ func (c *common) options(t proto.Traits) (proto.Options, error) {
 		}
 		n, err := parseSize(f.v)
 		if err != nil || n < 1024 || n > 1<<30 {
-			return o, usagef("%s %q: want a size from 1KiB to 1GiB", f.name, f.v)
+			return usagef("%s %q: want a size from 1KiB to 1GiB", f.name, f.v)
 		}
 		*f.dst = int(n)
 	}
-	return o, nil
+	return nil
 }
 
 func (c *common) pin() error {

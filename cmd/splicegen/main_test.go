@@ -23,7 +23,7 @@ func listenFD(t *testing.T, protoName, bind string) (string, int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, addr, err := proto.Endpoint(p, bind)
+	f, addr, err := proto.Endpoint(p, bind, proto.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

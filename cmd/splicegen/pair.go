@@ -61,7 +61,12 @@ func runPair(ctx context.Context, exe string, c *common, ps pairSpec, cpuSnd, cp
 	if err != nil {
 		return nil, err
 	}
-	lf, addr, err := proto.Endpoint(plugin, "127.0.0.1:0")
+	var opts proto.Options
+	if err := c.buffers(&opts); err != nil {
+		return nil, err
+	}
+	opts.SndBuf = 0 // the receiver's socket: --sndbuf is the sender's
+	lf, addr, err := proto.Endpoint(plugin, "127.0.0.1:0", opts)
 	if err != nil {
 		return nil, err
 	}

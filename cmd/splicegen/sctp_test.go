@@ -17,6 +17,11 @@ import (
 // os.Executable() for its receiver and sender children).
 func TestMain(m *testing.M) {
 	if os.Getenv("SPLICEGEN_TEST_AS_CLI") == "1" {
+		// A sender child that fails before connecting (compare must not wait for its receiver).
+		if os.Getenv("SPLICEGEN_TEST_SEND_FAILS") == "1" && len(os.Args) > 1 && os.Args[1] == "send" {
+			fmt.Fprintln(os.Stderr, "splicegen send: injected failure before connecting")
+			os.Exit(exitFailed)
+		}
 		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 	}
 	os.Exit(m.Run())
