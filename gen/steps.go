@@ -1,7 +1,6 @@
 package gen
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"unsafe"
@@ -59,18 +58,12 @@ func (st *stream) spliceStep(fd uintptr) bool {
 		}
 		n, err := unix.Splice(st.pr, nil, int(fd), nil, st.inPipe, flags)
 		st.spCalls++
-		switch proto.Classify(err) {
+		switch st.outcome(n, err, "splice") {
 		case proto.Wait:
-			st.waits++
 			return false
 		case proto.Retry:
 			continue
 		case proto.Fail:
-			st.err = os.NewSyscallError("splice", err)
-			return true
-		}
-		if n == 0 {
-			st.err = errors.New("splice: socket accepted 0 bytes")
 			return true
 		}
 		st.inPipe -= int(n)
@@ -90,14 +83,12 @@ func (st *stream) dgramSpliceStep(fd uintptr) bool {
 	for {
 		n, err := unix.Splice(st.pr, nil, int(fd), nil, st.inPipe, 0)
 		st.spCalls++
-		switch proto.Classify(err) {
+		switch st.outcome(n, err, "splice") {
 		case proto.Wait:
-			st.waits++
 			return false
 		case proto.Retry:
 			continue
 		case proto.Fail:
-			st.err = os.NewSyscallError("splice", err)
 			st.drainPipe()
 			return true
 		}
@@ -123,45 +114,33 @@ func (st *stream) drainPipe() {
 	st.inPipe = 0
 }
 
-// writeStep is the copy baseline: write(2) from one buffer, rewritten at will.
-func (st *stream) writeStep(fd uintptr) bool {
-	for st.done < len(st.msg) {
-		n, err := unix.Write(int(fd), st.msg[st.done:])
-		st.wrCalls++
-		switch proto.Classify(err) {
-		case proto.Wait:
-			st.waits++
-			return false
-		case proto.Retry:
-			continue
-		case proto.Fail:
-			st.err = os.NewSyscallError("write", err)
-			return true
-		}
-		st.done += n
-	}
-	return true
-}
+// writeStep is the copy baseline: write(2) from the message buffer, rewritten at will.
+func (st *stream) writeStep(fd uintptr) bool { return st.bytesStep(fd, false) }
 
 // sendfileStep sends st.msg from the ring's memfd with sendfile(2): the socket takes
 // references to the memfd's pages, the same hazard as vmsplice, so it shares the ring.
-func (st *stream) sendfileStep(fd uintptr) bool {
+func (st *stream) sendfileStep(fd uintptr) bool { return st.bytesStep(fd, true) }
+
+func (st *stream) bytesStep(fd uintptr, sendfile bool) bool {
 	for st.done < len(st.msg) {
-		st.sfOff = st.off + int64(st.done)
-		n, err := unix.Sendfile(int(fd), st.ring.Fd(), &st.sfOff, len(st.msg)-st.done)
-		st.sfCalls++
-		switch proto.Classify(err) {
+		var n int
+		var err error
+		op := "write"
+		if sendfile {
+			st.sfOff = st.off + int64(st.done)
+			n, err = unix.Sendfile(int(fd), st.ring.Fd(), &st.sfOff, len(st.msg)-st.done)
+			st.sfCalls++
+			op = "sendfile"
+		} else {
+			n, err = unix.Write(int(fd), st.msg[st.done:])
+			st.wrCalls++
+		}
+		switch st.outcome(int64(n), err, op) {
 		case proto.Wait:
-			st.waits++
 			return false
 		case proto.Retry:
 			continue
 		case proto.Fail:
-			st.err = os.NewSyscallError("sendfile", err)
-			return true
-		}
-		if n == 0 {
-			st.err = errors.New("sendfile: socket accepted 0 bytes")
 			return true
 		}
 		st.done += n
@@ -176,14 +155,12 @@ func (st *stream) mmsgStep(fd uintptr) bool {
 	for u.sent < u.k {
 		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&u.mm[u.sent])), uintptr(u.k-u.sent), 0, 0, 0)
 		u.mmCalls++
-		switch proto.Classify(errno(e)) {
+		switch st.outcome(int64(r), errno(e), "sendmmsg") {
 		case proto.Wait:
-			st.waits++
 			return false
 		case proto.Retry:
 			continue
 		case proto.Fail:
-			st.err = os.NewSyscallError("sendmmsg", e)
 			return true
 		}
 		u.sent += int(r)
@@ -243,4 +220,22 @@ func (st *stream) gsoStep(fd uintptr) bool {
 		u.sent = u.k
 		return true
 	}
+}
+
+// outcome does a step's bookkeeping for a syscall's result (proto.Classify: one errno
+// classifier) and tells the loop what to do: Wait counts a wait for the poller, Fail
+// records the error in st.err; a call that moved nothing without an error fails too
+// (it would loop forever).
+func (st *stream) outcome(n int64, err error, op string) proto.Outcome {
+	o := proto.Classify(err)
+	switch {
+	case o == proto.Wait:
+		st.waits++
+	case o == proto.Fail:
+		st.err = os.NewSyscallError(op, err)
+	case o == proto.Done && n <= 0:
+		st.err = fmt.Errorf("%s: the socket accepted 0 bytes", op)
+		o = proto.Fail
+	}
+	return o
 }

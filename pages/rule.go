@@ -2,9 +2,6 @@ package pages
 
 import (
 	"fmt"
-	"os"
-	"strconv"
-	"strings"
 )
 
 // Rule holds the live inputs of the ring size. The page-reuse rule (DESIGN.md, measured
@@ -46,32 +43,4 @@ func Human(n int) string {
 		return fmt.Sprintf("%.4gKiB", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%dB", n)
-}
-
-// Sysctl3 reads a three-value sysctl such as net/ipv4/tcp_wmem ("min default max").
-func Sysctl3(name string) ([3]int, error) {
-	var v [3]int
-	b, err := os.ReadFile("/proc/sys/" + name)
-	if err != nil {
-		return v, err
-	}
-	f := strings.Fields(string(b))
-	if len(f) != 3 {
-		return v, fmt.Errorf("%s: want 3 values, got %q", name, b)
-	}
-	for i := range f {
-		if v[i], err = strconv.Atoi(f[i]); err != nil {
-			return v, fmt.Errorf("%s: %v", name, err)
-		}
-	}
-	return v, nil
-}
-
-// Sysctl reads a one-value sysctl such as net/core/rmem_max.
-func Sysctl(name string) (int, error) {
-	b, err := os.ReadFile("/proc/sys/" + name)
-	if err != nil {
-		return 0, err
-	}
-	return strconv.Atoi(strings.TrimSpace(string(b)))
 }

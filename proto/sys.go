@@ -103,9 +103,12 @@ func ControlBuffers(o Options) func(string, string, syscall.RawConn) error {
 
 // ReadBuffers reads a socket's effective SO_SNDBUF and SO_RCVBUF; the plugin fills in
 // the bounds (how far the kernel may grow them) from its own sysctls.
-func ReadBuffers(rc syscall.RawConn) (Buffers, error) {
+func ReadBuffers(c syscall.Conn) (Buffers, error) {
 	var b Buffers
-	var err error
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return b, err
+	}
 	if b.SndBuf, err = GetInt(rc, unix.SOL_SOCKET, unix.SO_SNDBUF); err != nil {
 		return b, err
 	}

@@ -18,7 +18,7 @@ step "go test (host kernel $(uname -r))"
 go test -count=1 -timeout 15m ./...
 
 step "fuzz the header parser and the receive checker (${FUZZTIME:=15s} each)"
-go test -run '^$' -fuzz '^FuzzParseHeader$' -fuzztime "$FUZZTIME" ./gen
+go test -run '^$' -fuzz '^FuzzParseHeader$' -fuzztime "$FUZZTIME" ./wire
 go test -run '^$' -fuzz '^FuzzChecker$' -fuzztime "$FUZZTIME" ./sink
 
 step "benchmark smoke: every send loop, 0 allocs/op"

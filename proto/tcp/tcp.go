@@ -122,11 +122,7 @@ func wrap(c *net.TCPConn, o proto.Options) (*Conn, error) {
 // receiver on this host may queue up to max(tcp_rmem[2], 2*rmem_max) of our pages: its
 // autotune limit, or the most an explicit SO_RCVBUF can get (the kernel doubles it).
 func (c *Conn) Buffers() (proto.Buffers, error) {
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return proto.Buffers{}, err
-	}
-	b, err := proto.ReadBuffers(rc)
+	b, err := proto.ReadBuffers(c)
 	if err != nil {
 		return b, err
 	}

@@ -302,11 +302,7 @@ func (c *Conn) CloseWrite() error { return nil }
 // (socket(7): the kernel doubles it), splicegen's receiver asks DefaultRcvBuf, and
 // root may force more: --rcvbuf on the sender raises the bound to match such a peer.
 func (c *Conn) Buffers() (proto.Buffers, error) {
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return proto.Buffers{}, err
-	}
-	b, err := proto.ReadBuffers(rc)
+	b, err := proto.ReadBuffers(c)
 	if err != nil {
 		return b, err
 	}
