@@ -15,7 +15,7 @@ import (
 
 // run is the send loop of one stream.
 func (st *stream) run() error {
-	// One OS thread per stream (DESIGN.md): the blocking variant needs it, and pinning
+	// One OS thread per stream (docs/design.md): the blocking variant needs it, and pinning
 	// (--cpu) then applies to a stream, not to whichever thread the scheduler picked.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()

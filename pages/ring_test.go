@@ -56,7 +56,7 @@ func TestRuleBytes(t *testing.T) {
 	if got, want := r.Bytes(), sum+sum/4+64<<10; got != want {
 		t.Fatalf("Bytes = %d, want %d", got, want)
 	}
-	// The measured table (KERNEL-FACTS.md): autotuned buffers needed 32 MiB; the rule must cover it.
+	// The measured table (docs/kernel.md#page-reuse): autotuned buffers needed 32 MiB; the rule must cover it.
 	if r.Bytes() < 32<<20 {
 		t.Fatal("rule below the measured clean ring")
 	}

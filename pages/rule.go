@@ -4,8 +4,8 @@ import (
 	"fmt"
 )
 
-// Rule holds the live inputs of the ring size. The page-reuse rule (DESIGN.md, measured
-// in KERNEL-FACTS.md): the kernel may still reference, at once, what fits in our socket's
+// Rule holds the live inputs of the ring size. The page-reuse rule (docs/design.md#page-reuse, measured
+// in docs/kernel.md#page-reuse): the kernel may still reference, at once, what fits in our socket's
 // send buffer, the local receiver's receive buffer (loopback skbs point at our pages until
 // the receiver reads them) and our pipe; a ring bigger than their sum, with margin, is
 // never rewritten while referenced. The seed's "2 x send buffer" corrupted on loopback.

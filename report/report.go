@@ -27,7 +27,7 @@ func Now() Usage {
 	return Usage{Usr: time.Duration(ru.Utime.Nano()), Sys: time.Duration(ru.Stime.Nano()), At: time.Now()}
 }
 
-// Side is one end's figures (DESIGN.md §Results).
+// Side is one end's figures (docs/design.md#results).
 type Side struct {
 	Bytes       uint64  `json:"bytes"`
 	Messages    uint64  `json:"messages"`

@@ -13,7 +13,7 @@ import (
 // The splice sink: socket → pipe → /dev/null.
 
 // drainSplice moves the socket's data into a pipe with splice(2) and from there to
-// /dev/null (no copy to user space; KERNEL-FACTS.md: 20-30% less receiver sys time).
+// /dev/null (no copy to user space; docs/kernel.md#tcp-sender-cpu: 20-30% less receiver sys time).
 // Without --verify nothing is parsed: messages are bytes / message size, the size from
 // --size or from a MSG_PEEK of the first native header. With --verify the pipe is read
 // into a buffer and checked like the read sink (a copy, so its CPU is not comparable).

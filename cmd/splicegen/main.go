@@ -27,7 +27,7 @@ import (
 	"golang.org/x/term"
 )
 
-// Exit statuses (DESIGN.md).
+// Exit statuses (docs/design.md#exit-status).
 const (
 	exitOK        = 0
 	exitFailed    = 1
