@@ -3,6 +3,7 @@ package gen
 import (
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
 	"time"
 
@@ -70,11 +71,13 @@ func (st *stream) run() error {
 		if st.zc != nil {
 			st.zc.last[idx], st.zc.used[idx] = st.zc.t.next-1, true
 		}
-		if seq&sndbufEvery == sndbufEvery && st.ring.Len() > 1 {
-			st.sampleSndbuf()
-		}
 		st.c.Bytes.Add(size)
 		st.c.Messages.Add(1)
+		if seq&sndbufEvery == sndbufEvery && st.ring.Len() > 1 {
+			if err := st.sampleSndbuf(); err != nil && !st.s.stop.Load() {
+				return fmt.Errorf("stream %d, after message %d: %w", st.id, seq, err)
+			}
+		}
 	}
 	if st.zc != nil {
 		st.zcFinish()
@@ -89,15 +92,18 @@ const sndbufEvery = 1023
 // (tcp_sndbuf_expand, up to tcp_wmem[2]). The ring was sized for that limit up front —
 // the rule clamps rather than grows the ring mid-run — so a sample above the rule's
 // input would mean the rule's assumption broke; the report shows the largest sample.
-func (st *stream) sampleSndbuf() {
-	if st.sndbufFn == nil {
+func (st *stream) sampleSndbuf() error {
+	if st.sndbufFn == nil { // bound once: the loop allocates nothing
 		st.sndbufFn = func(fd uintptr) {
-			if v, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF); err == nil {
-				st.sndbufSeen = max(st.sndbufSeen, v)
-			}
+			var v int
+			v, st.sndbufErr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF)
+			st.sndbufSeen = max(st.sndbufSeen, v)
 		}
 	}
-	st.rc.Control(st.sndbufFn)
+	if err := st.rc.Control(st.sndbufFn); err != nil {
+		return err
+	}
+	return os.NewSyscallError("getsockopt SO_SNDBUF", st.sndbufErr)
 }
 
 // zcFinish waits (two seconds at most) for the last notifications, so the COPIED count

@@ -52,6 +52,7 @@ type stream struct {
 
 	// SO_SNDBUF as autotuning grows it, sampled during the run.
 	sndbufSeen int
+	sndbufErr  error
 	sndbufFn   func(fd uintptr)
 
 	c                                                  Counters

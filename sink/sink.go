@@ -28,7 +28,8 @@ type Config struct {
 	Format  wire.Format
 	Size    int // message size; needed for nettest/raw, learned from the header for native
 	Streams int // connections to wait for; 0: from the native header, else 1
-	// Idle ends a started test when no byte arrives for this long (peer gone); 0: 30s.
+	// Idle ends a started test when no byte arrives for this long (peer gone). Check wants
+	// it positive; NewReceiver and NewDgramReceiver (for callers that skip Check) take 0 as 30s.
 	Idle time.Duration
 	// Stall makes the read sink sleep after every read: a slow reader whose queue stays
 	// full, the worst case for the sender's page reuse.
@@ -61,7 +62,7 @@ func (cfg *Config) Check(t proto.Traits) error {
 	if cfg.Streams < 0 || cfg.Streams > maxStreams {
 		return proto.Usagef("--streams %d out of range 0..%d", cfg.Streams, maxStreams)
 	}
-	if cfg.Idle < 0 {
+	if cfg.Idle <= 0 {
 		return proto.Usagef("--idle %v: want a positive duration", cfg.Idle)
 	}
 	return nil
@@ -88,9 +89,6 @@ type Progress struct {
 // and messages, one bound socket for datagrams, on addr or on the inherited socket fd
 // (fd >= 0: compare's children). cfg must have passed Check.
 func Open(p proto.Plugin, cfg Config, o proto.Options, addr string, fd int) (Runner, error) {
-	if cfg.Idle == 0 {
-		cfg.Idle = 30 * time.Second
-	}
 	var f *os.File
 	if fd >= 0 {
 		f = os.NewFile(uintptr(fd), "inherited socket")
@@ -108,7 +106,7 @@ func Open(p proto.Plugin, cfg Config, o proto.Options, addr string, fd int) (Run
 		if err != nil {
 			return nil, err
 		}
-		return &DgramReceiver{cfg: cfg, pc: pc, gro: pc.GRO()}, nil
+		return NewDgramReceiver(cfg, pc), nil
 	}
 	var ln proto.Listener
 	var err error
@@ -120,7 +118,7 @@ func Open(p proto.Plugin, cfg Config, o proto.Options, addr string, fd int) (Run
 	if err != nil {
 		return nil, err
 	}
-	return &Receiver{cfg: cfg, ln: ln}, nil
+	return NewReceiver(cfg, ln), nil
 }
 
 // Stats are a whole receive's figures.
