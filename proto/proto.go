@@ -121,7 +121,7 @@ var (
 
 // Register adds a plugin; called from the plugins' init functions.
 func Register(p Plugin) {
-	name := p.Traits().Name
+	name := strings.ToLower(p.Traits().Name)
 	if _, dup := plugins[name]; !dup {
 		order = append(order, name)
 	}

@@ -157,7 +157,7 @@ func PutCmsg(b []byte, level, typ int32, data []byte) int {
 // FindCmsg returns the data of the first control message (level, typ) in b, or nil. It
 // walks with unix.ParseOneSocketControlMessage, so it allocates nothing.
 func FindCmsg(b []byte, level, typ int32) []byte {
-	for len(b) > 0 {
+	for len(b) >= unix.CmsgLen(0) { // ParseOne reads a whole cmsghdr unchecked
 		h, data, rest, err := unix.ParseOneSocketControlMessage(b)
 		if err != nil {
 			return nil

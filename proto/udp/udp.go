@@ -312,7 +312,7 @@ func (c *Conn) Buffers() (proto.Buffers, error) {
 	if err1 != nil || err2 != nil || err3 != nil {
 		rmemMax, rmemDef, backlog = 4<<20, 212992, 1000 // this machine's (docs/kernel.md#udp)
 	}
-	b.SndBufMax = b.SndBuf
+	b.SndBufMax, b.RcvBufMax = b.SndBuf, b.RcvBuf // no autotuning either way
 	b.PeerRcvBufMax = max(2*rmemMax, rmemDef, 2*DefaultRcvBuf, 2*c.o.RcvBuf)
 	b.Backlog = backlog
 	b.Why = "udp sndbuf does not autotune; local peer may queue max(2*rmem_max, rmem_default, 2*4MiB receiver default, 2*--rcvbuf) plus netdev_max_backlog datagrams"
