@@ -3,7 +3,6 @@ package gen
 import (
 	"encoding/binary"
 	"errors"
-	"time"
 
 	"github.com/splicegen/splicegen/pages"
 	"github.com/splicegen/splicegen/proto"
@@ -22,15 +21,8 @@ import (
 const (
 	udpMaxSegments = 128 // UDP_MAX_SEGMENTS, include/linux/udp.h: more is EINVAL
 	defaultMmsg    = 64  // datagrams per sendmmsg (docs/kernel.md#udp: measured x64)
-
-	endRounds = 5
 )
 
-// endDelays space the end datagrams: a receiver whose queue is full when the first
-// arrives (which is when loss happens) gets the later ones.
-var endDelays = [endRounds]time.Duration{0, 2 * time.Millisecond, 10 * time.Millisecond, 50 * time.Millisecond, 200 * time.Millisecond}
-
-// dgram is a datagram stream's extra state.
 type dgram struct {
 	max      int // largest datagram for this socket
 	caps     proto.Caps

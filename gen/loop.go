@@ -62,7 +62,12 @@ func (st *stream) run() error {
 			}
 		}
 		st.done, st.more = 0, st.limit < 0 || seq+1 < uint64(st.limit)
-		if err := st.send(); err != nil {
+		err := st.send()
+		if st.waitSince.Load() != 0 {
+			st.waitSince.Store(0)
+		}
+		if err != nil {
+			st.partial = st.done > 0 || st.inPipe > 0
 			if st.s.stop.Load() {
 				return nil // stopped mid-message: not an error, the message is not counted
 			}
@@ -125,7 +130,7 @@ func (st *stream) frame(seq uint64, now int64) {
 	switch spec.Format {
 	case wire.FormatNative:
 		h := wire.Header{Streams: uint16(spec.Streams), Stream: st.id, Length: uint32(len(st.msg) - wire.HeaderLen),
-			Seq: seq, TimeNS: now, Lanes: uint32(st.lanes)}
+			Seq: seq, TimeNS: now, Lanes: uint32(st.lanes), TestID: spec.TestID}
 		if spec.Verify {
 			p := st.msg[wire.HeaderLen:]
 			wire.FillPattern(p, st.id, seq)
@@ -207,7 +212,11 @@ func (st *stream) runBatch() error {
 		}
 		u.span = st.ring.Span(first, k*size)
 		u.k, u.sent = k, 0
-		if err := st.send(); err != nil {
+		err := st.send()
+		if st.waitSince.Load() != 0 {
+			st.waitSince.Store(0)
+		}
+		if err != nil {
 			if st.s.stop.Load() {
 				break
 			}

@@ -16,7 +16,8 @@ import (
 )
 
 // loopback returns a connected TCP pair's sending side; the receiving side is drained
-// by a goroutine until EOF.
+// by a goroutine until EOF and answers with a complete verdict (a native sender waits
+// for one when the receiver sent its report).
 func loopback(tb testing.TB) (proto.Conn, <-chan int64) {
 	tb.Helper()
 	p := tcp.Plugin{}
@@ -36,8 +37,15 @@ func loopback(tb testing.TB) (proto.Conn, <-chan int64) {
 		var h [wire.HelloLen]byte
 		wire.PutHello(h[:], 1<<20)
 		c.Write(h[:])
+		var first [wire.HeaderLen]byte
+		n0, _ := io.ReadFull(c, first[:])
+		var hd wire.Header
+		wire.ParseHeader(first[:], &hd)
 		n, _ := io.CopyBuffer(io.Discard, struct{ io.Reader }{c}, make([]byte, 256<<10))
-		got <- n
+		var v [wire.VerdictLen]byte
+		(&wire.Verdict{TestID: hd.TestID}).Put(v[:])
+		c.Write(v[:])
+		got <- int64(n0) + n - wire.EndLen
 	}()
 	c, err := p.Dial(context.Background(), ln.Addr().String(), proto.Options{})
 	if err != nil {
@@ -49,7 +57,7 @@ func loopback(tb testing.TB) (proto.Conn, <-chan int64) {
 func send(tb testing.TB, spec gen.Spec) (*gen.SendStats, int64) {
 	c, got := loopback(tb)
 	defer c.Close()
-	s, err := gen.NewSender(spec, []proto.Conn{c})
+	s, err := gen.NewSender(spec, gen.Conns(c))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -72,7 +80,7 @@ func TestSendLoopDoesNotAllocate(t *testing.T) {
 				spec := gen.Spec{Mode: mode, Size: 4096, Count: n, Streams: 1, Verify: verify}
 				c, got := loopback(t)
 				defer c.Close()
-				s, err := gen.NewSender(spec, []proto.Conn{c})
+				s, err := gen.NewSender(spec, gen.Conns(c))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -120,7 +128,7 @@ func BenchmarkSend(b *testing.B) {
 			b.Run(fmt.Sprintf("%s/%dKiB", mode, size>>10), func(b *testing.B) {
 				c, got := loopback(b)
 				defer c.Close()
-				s, err := gen.NewSender(gen.Spec{Mode: mode, Size: size, Count: int64(b.N), Streams: 1}, []proto.Conn{c})
+				s, err := gen.NewSender(gen.Spec{Mode: mode, Size: size, Count: int64(b.N), Streams: 1}, gen.Conns(c))
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -153,7 +161,7 @@ func TestUDPSendLoopDoesNotAllocate(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer c.Close()
-			s, err := gen.NewSender(gen.Spec{Mode: mode, Size: 512, Count: n, Streams: 1, Verify: true}, []proto.Conn{c})
+			s, err := gen.NewSender(gen.Spec{Mode: mode, Size: 512, Count: n, Streams: 1, Verify: true}, gen.Conns(c))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -2,6 +2,8 @@ package gen
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
@@ -11,7 +13,6 @@ import (
 	"github.com/splicegen/splicegen/pages"
 	"github.com/splicegen/splicegen/proto"
 	"github.com/splicegen/splicegen/wire"
-	"golang.org/x/sys/unix"
 )
 
 // Sender: one test over connected sockets, one goroutine (locked to its OS thread) per
@@ -58,7 +59,13 @@ type SendStats struct {
 	Pipe      int           `json:"pipe"`
 	IO        string        `json:"io"`
 	Fallbacks int           `json:"fallbacks"`
-	Real      time.Duration `json:"-"`
+	TestID    string        `json:"test_id"` // hex; every native header carries it
+	// Receiver is the receiver's verdict (byte streams and messages, native format), or
+	// why there is none (Proof).
+	Receiver *wire.Verdict `json:"receiver_verdict,omitempty"`
+	Proof    string        `json:"proof"`
+	Stalled  bool          `json:"stalled,omitempty"` // no progress for --stall-timeout
+	Real     time.Duration `json:"-"`
 }
 
 // Totals sums the streams.
@@ -70,29 +77,60 @@ func (s *SendStats) Totals() (bytes, messages uint64) {
 	return
 }
 
-// Sender runs one test over already-connected sockets, one goroutine (locked to its own
-// OS thread) per stream.
+// Sender runs one test, one goroutine (locked to its own OS thread) per stream.
 type Sender struct {
 	spec    Spec
 	streams []*stream
 	stop    atomic.Bool
+	stalled atomic.Bool
 	stats   SendStats
 }
 
-// NewSender prepares the streams: page rings, pipes, pre-filled payload. Nothing is sent.
-// The spec must have passed Check for the conns' protocol.
-func NewSender(spec Spec, conns []proto.Conn) (*Sender, error) {
-	if len(conns) != spec.Streams {
-		return nil, fmt.Errorf("gen: %d conns for %d streams", len(conns), spec.Streams)
+// Dialer makes stream i's connection.
+type Dialer func(i int) (proto.Conn, error)
+
+// Conns is a Dialer over connections made already.
+func Conns(cs ...proto.Conn) Dialer {
+	return func(i int) (proto.Conn, error) {
+		if i >= len(cs) {
+			return nil, fmt.Errorf("gen: no connection for stream %d", i)
+		}
+		return cs[i], nil
 	}
+}
+
+// NewSender connects and prepares the streams: page rings, pipes, pre-filled payload;
+// nothing is sent. Stream 0 is made first, so its ring size — and the total over all
+// streams, against the cap — is checked before any other connection is opened. The spec
+// must have passed Check for the protocol. The Sender owns the connections.
+func NewSender(spec Spec, dial Dialer) (*Sender, error) {
 	if spec.IO == "" {
 		spec.IO = "poll"
 	}
+	if spec.StallTimeout == 0 {
+		spec.StallTimeout = DefaultStallTimeout
+	}
+	if spec.TestID == 0 && spec.Format == wire.FormatNative {
+		var b [8]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return nil, err
+		}
+		spec.TestID = binary.LittleEndian.Uint64(b[:]) | 1 // never 0: 0 is "none"
+	}
 	s := &Sender{spec: spec}
 	s.stats.IO = spec.IO
-	for i, c := range conns {
+	if spec.TestID != 0 {
+		s.stats.TestID = fmt.Sprintf("%016x", spec.TestID)
+	}
+	for i := range spec.Streams {
+		c, err := dial(i)
+		if err != nil {
+			s.Close()
+			return nil, err
+		}
 		st, err := newStream(s, uint32(i), c)
 		if err != nil {
+			c.Close()
 			s.Close()
 			return nil, err
 		}
@@ -144,6 +182,7 @@ func (s *Sender) Run(ctx context.Context) (*SendStats, error) {
 		case <-done:
 		}
 	}()
+	go s.watchStall(done)
 	var wg sync.WaitGroup
 	errs := make([]error, len(s.streams))
 	for i, st := range s.streams {
@@ -163,7 +202,14 @@ func (s *Sender) Run(ctx context.Context) (*SendStats, error) {
 		s.stats.Streams = append(s.stats.Streams, ss)
 		s.stats.Fallbacks += int(ss.ZCCopied)
 	}
-	s.sendEnds() // UDP only
+	if b, err := s.streams[0].conn.Buffers(); err == nil {
+		s.stats.Buffers = b
+	}
+	errs = append(errs, s.end())
+	if s.stalled.Load() {
+		s.stats.Stalled = true
+		errs = append(errs, fmt.Errorf("peer stalled: no progress for %v (--stall-timeout)", s.spec.StallTimeout))
+	}
 	for i, st := range s.streams {
 		if st.u != nil {
 			s.stats.Streams[i].EndDatagrams = st.u.ends
@@ -172,42 +218,39 @@ func (s *Sender) Run(ctx context.Context) (*SendStats, error) {
 			}
 		}
 	}
-	if b, err := s.streams[0].conn.Buffers(); err == nil {
-		s.stats.Buffers = b
-	}
-	for _, st := range s.streams {
-		st.conn.CloseWrite()
-	}
 	return &s.stats, errors.Join(errs...)
 }
 
-// Close releases pipes and rings. Call it after the sockets are closed or half-closed.
-func (s *Sender) Close() {
-	for _, st := range s.streams {
-		st.close()
+// DefaultStallTimeout is --stall-timeout's default, like the receiver's --idle.
+const DefaultStallTimeout = 30 * time.Second
+
+// watchStall stops the test when a stream has waited for its socket longer than the
+// stall timeout (a frozen receiver, a dead route): the run then ends as "peer stalled"
+// with what it measured. A paced stream that sleeps between messages is not waiting.
+func (s *Sender) watchStall(done <-chan struct{}) {
+	t := time.NewTicker(min(100*time.Millisecond, s.spec.StallTimeout/4))
+	defer t.Stop()
+	limit := s.spec.StallTimeout.Nanoseconds()
+	for {
+		select {
+		case <-done:
+			return
+		case now := <-t.C:
+			for _, st := range s.streams {
+				if w := st.waitSince.Load(); w != 0 && now.UnixNano()-w > limit {
+					s.stalled.Store(true)
+					s.Stop()
+					return
+				}
+			}
+		}
 	}
 }
 
-// sendEnds tells a UDP receiver that the test is over: every stream sends an end
-// datagram (native header, FlagEnd, no payload, Seq = datagrams sent) endRounds times,
-// spaced by endDelays. Errors are ignored: a receiver that has seen every stream's end
-// closes its socket and the later ones come back ECONNREFUSED. Raw format sends none
-// (the peer is not splicegen): such a receiver ends on --idle.
-func (s *Sender) sendEnds() {
-	if s.spec.Format != wire.FormatNative || len(s.streams) == 0 || s.streams[0].u == nil {
-		return
-	}
-	for _, d := range endDelays {
-		time.Sleep(d)
-		for _, st := range s.streams {
-			var b [wire.HeaderLen]byte
-			h := wire.Header{Flags: wire.FlagEnd, Streams: uint16(s.spec.Streams), Stream: st.id, Seq: st.c.Messages.Load(),
-				TimeNS: time.Now().UnixNano()}
-			h.Put(b[:])
-			err := proto.Control(st.rc, func(fd int) error { _, err := unix.Write(fd, b[:]); return err })
-			if err == nil {
-				st.u.ends++
-			}
-		}
+// Close releases pipes, rings and connections.
+func (s *Sender) Close() {
+	for _, st := range s.streams {
+		st.close()
+		st.conn.Close()
 	}
 }

@@ -44,6 +44,11 @@ type Spec struct {
 	PPS  float64
 	// Batch: datagrams per sendmmsg (mmsg) or segments per super-buffer (gso); 0: default.
 	Batch int
+	// TestID is carried by every native header (0: NewSender picks a random one).
+	TestID uint64
+	// StallTimeout ends the test as "peer stalled" when a stream waits for its socket
+	// this long (0: DefaultStallTimeout); it also bounds the wait for the verdict.
+	StallTimeout time.Duration
 }
 
 // MinPerStreamRate is the slowest pace a stream accepts, in messages per second.
@@ -85,6 +90,9 @@ func (s *Spec) Validate() error {
 	}
 	if s.Count < 0 || s.Bytes < 0 || s.Duration < 0 {
 		return proto.Usagef("negative --count, --bytes or --time")
+	}
+	if s.StallTimeout < 0 {
+		return proto.Usagef("--stall-timeout %v: want a positive duration", s.StallTimeout)
 	}
 	limits := 0
 	for _, set := range []bool{s.Count > 0, s.Bytes > 0, s.Duration > 0} {

@@ -3,6 +3,7 @@ package gen
 import (
 	"fmt"
 	"os"
+	"time"
 	"unsafe"
 
 	"github.com/splicegen/splicegen/proto"
@@ -231,6 +232,9 @@ func (st *stream) outcome(n int64, err error, op string) proto.Outcome {
 	switch {
 	case o == proto.Wait:
 		st.waits++
+		if st.waitSince.Load() == 0 {
+			st.waitSince.Store(time.Now().UnixNano())
+		}
 	case o == proto.Fail:
 		st.err = os.NewSyscallError(op, err)
 	case o == proto.Done && n <= 0:

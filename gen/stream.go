@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -49,6 +50,12 @@ type stream struct {
 	laneFn  func(fd uintptr)
 
 	zc *zcState // MSG_ZEROCOPY mode only
+
+	// waitSince is when the message being sent first found the socket full (ns, 0: not
+	// waiting): the stall watchdog reads it. Written only on EAGAIN and after such a send.
+	waitSince atomic.Int64
+	partial   bool // the last message went out only in part (stopped mid-message)
+	hello     bool // a splicegen receiver reported its bound: it will send a verdict
 
 	// SO_SNDBUF as autotuning grows it, sampled during the run.
 	sndbufSeen int
@@ -115,6 +122,7 @@ func (st *stream) setupStream() error {
 	peer := -1
 	if spec.Format == wire.FormatNative {
 		peer = readHello(st.conn)
+		st.hello = peer >= 0
 	}
 	// Every mode reads its messages from the same ring, so a comparison isolates the
 	// syscall: same framing, same payload, same (cache-cold) memory. --hot-buffer makes
@@ -157,6 +165,10 @@ func (st *stream) ringSize(msg, peer int) (int, error) {
 	st.rule = pages.Rule{SndBuf: b.SndBufMax, PeerRcvBuf: b.PeerRcvBufMax + b.Backlog*spec.Size, Pipe: st.pipeCap,
 		Msg: msg, MarginPct: pages.DefaultMarginPct, Why: b.Why}
 	switch {
+	case peer > b.PeerRcvBufMax:
+		// More than a socket on this host can hold: the peer is not local (then its queue
+		// holds copies, not our pages) or it lies. The local worst case covers both.
+		st.rule.Why += fmt.Sprintf("; the receiver reported %s, more than a socket on this host can hold: capped to the local worst case", pages.Human(peer))
 	case peer >= 0:
 		st.rule.PeerRcvBuf = peer
 		st.rule.Why += "; the receiver reported its bound: " + pages.Human(peer)
@@ -171,6 +183,10 @@ func (st *stream) ringSize(msg, peer int) (int, error) {
 				spec.Ring, n, st.rule)
 		}
 		n = spec.Ring
+	}
+	if n > pages.MaxRingBytes {
+		return 0, proto.Usagef("a page ring of %s per stream exceeds the cap of %s: use smaller --ring, --sndbuf/--rcvbuf or --size",
+			pages.Human(n), pages.Human(pages.MaxRingBytes))
 	}
 	if total := n * spec.Streams; total > pages.MaxTotalBytes {
 		return 0, proto.Usagef("page rings of %d streams need %s (%s each), above the cap of %s: use fewer --streams, smaller --sndbuf/--rcvbuf, or --size",
@@ -285,8 +301,8 @@ func readHello(c proto.Conn) int {
 		return -1
 	}
 	v, err := wire.ParseHello(h[:])
-	if err != nil || v == 0 || v > 1<<40 {
+	if err != nil || v == 0 {
 		return -1
 	}
-	return int(v)
+	return int(min(v, 1<<50)) // ringSize caps it; this only keeps it an int
 }

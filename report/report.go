@@ -69,7 +69,11 @@ type Sender struct {
 	RingBytes int `json:"ring_bytes"`
 	Sndbuf    int `json:"sndbuf"`
 	Fallbacks int `json:"fallbacks"`
-	Detail    any `json:"detail,omitempty"`
+	// The receiver's verdict as it came back (-1: none came), and how completeness was
+	// proven (or why it could not be).
+	Verdict int    `json:"receiver_verdict"`
+	Proof   string `json:"proof,omitempty"`
+	Detail  any    `json:"detail,omitempty"`
 }
 
 // Receiver is the receiving side of a run.
@@ -84,6 +88,9 @@ type Receiver struct {
 	Late       uint64  `json:"late,omitempty"`     // UDP: older than the reorder window
 	LossPct    float64 `json:"loss_pct,omitempty"` // UDP: lost / (received unique + lost)
 	Sink       string  `json:"sink"`
+	Stray      uint64  `json:"stray"`   // connections and datagrams not of this test (detail.stray by kind)
+	Verdict    int     `json:"verdict"` // the exit status this receiver gave the test: 0, 1 incomplete, 3 integrity
+	VerdictWhy string  `json:"verdict_why,omitempty"`
 	Detail     any     `json:"detail,omitempty"`
 }
 
@@ -185,6 +192,9 @@ func Text(w io.Writer, r *Run) {
 		fmt.Fprintf(w, "sender:   %s  %s in %d messages, %.2f Gbit/s, %.0f msg/s, %.0f ms CPU/GiB\n",
 			s.SeedLine(), Human(s.Bytes), s.Messages, s.GbitS, s.PPS, s.CPUMsPerGiB)
 		fmt.Fprintf(w, "          page ring %s per stream, sndbuf %s, fallbacks %d\n", Human(uint64(s.RingBytes)), Human(uint64(s.Sndbuf)), s.Fallbacks)
+		if s.Proof != "" {
+			fmt.Fprintf(w, "          completeness: %s%s\n", s.Proof, verdictWord(s.Verdict))
+		}
 		if r.Mode == "zerocopy" && s.Fallbacks > 0 {
 			fmt.Fprintf(w, "note: the kernel copied anyway: %d MSG_ZEROCOPY completions flagged SO_EE_CODE_ZEROCOPY_COPIED (on loopback all are: the receive path copies)\n", s.Fallbacks)
 		}
@@ -205,7 +215,13 @@ func Text(w io.Writer, r *Run) {
 		if v.Truncated > 0 {
 			fmt.Fprintf(w, ", last message truncated (%d bytes)", v.Truncated)
 		}
+		if v.Stray > 0 {
+			fmt.Fprintf(w, ", stray %d (not this test's; see detail.stray)", v.Stray)
+		}
 		fmt.Fprintln(w)
+		if v.VerdictWhy != "" {
+			fmt.Fprintf(w, "verdict:  %s\n", v.VerdictWhy)
+		}
 	}
 	if n := traitsOf(r.Proto).Notes[r.Mode]; n != "" && r.Sender != nil {
 		fmt.Fprintln(w, "note: "+n)
@@ -230,3 +246,16 @@ func traitsOf(name string) proto.Traits {
 
 // datagram reports whether a protocol's runs are read as datagrams: packet rate and loss.
 func datagram(name string) bool { return traitsOf(name).Kind == proto.KindDatagram }
+
+// verdictWord names a receiver verdict that came back ("" when none did).
+func verdictWord(code int) string {
+	switch code {
+	case 0:
+		return ": complete and intact"
+	case 1:
+		return ": incomplete"
+	case 3:
+		return ": integrity failure"
+	}
+	return ""
+}

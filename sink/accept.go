@@ -5,67 +5,94 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/splicegen/splicegen/proto"
 	"github.com/splicegen/splicegen/wire"
 )
 
-// Byte-stream and message receivers: accept the test's connections, send each sender
-// the receiver's report, drain every connection through its sink, end the test.
+// Byte-stream and message receivers: accept connections, admit only the test's own
+// (docs/design.md#trust), drain each through its sink, end the test, and send the
+// verdict back on every stream.
+//
+// Admission: every accepted connection gets the receiver's report at once, then has
+// --idle to send its first header, read into a small buffer by its own goroutine (no
+// sink buffer yet). The first valid native header starts the test and fixes its id and
+// stream count; a connection that closes, stays silent or sends garbage first, one of
+// another test, or one beyond the announced streams is a stray: counted, closed, and the
+// receiver goes on waiting. At most maxPending connections wait for admission at once.
+
+// maxPending bounds the connections waiting for their first header (each costs a
+// goroutine, a socket and a 48-byte buffer: a few KiB).
+const maxPending = 4096
 
 // Receiver runs one test on a listener.
 type Receiver struct {
-	cfg      Config
-	ln       proto.Listener
-	progress atomic.Uint64 // bytes, all streams
-	expect   atomic.Int64  // streams announced by the first native header
+	cfg       Config
+	lossFails bool
+	ln        proto.Listener
+	progress  atomic.Uint64 // bytes, all streams
+	strays    strayCounts
 }
 
 // NewReceiver receives one test on ln (which it closes); cfg must have passed Check.
-func NewReceiver(cfg Config, ln proto.Listener) *Receiver {
+// lossFails is the protocol's trait: a sequence gap is an integrity failure.
+func NewReceiver(cfg Config, ln proto.Listener, lossFails bool) *Receiver {
 	if cfg.Idle == 0 {
 		cfg.Idle = 30 * time.Second
 	}
-	return &Receiver{cfg: cfg, ln: ln}
+	return &Receiver{cfg: cfg, ln: ln, lossFails: lossFails}
 }
 
 // Progress is the bytes received so far.
 func (r *Receiver) Progress() Progress { return Progress{Bytes: r.progress.Load()} }
 
+// first is what admission read of a connection: its first header (or first bytes).
+type first struct {
+	c    proto.Conn
+	b    []byte
+	h    wire.Header
+	lane int
+	eor  bool
+	err  error
+	kind *atomic.Uint64 // the stray counter when err != nil
+}
+
 type result struct {
+	c   proto.Conn
 	st  StreamStats
 	err error
 }
 
-// Run accepts the test's connections and drains them until every expected stream has
-// ended, ctx ends (interrupt: what arrived is still reported) or the peer goes idle.
-// started is called at the first accept: the measurement window opens there.
+// Run accepts connections and drains the test's until every expected stream has ended,
+// ctx ends (interrupt: what arrived is still reported) or the test goes idle. started is
+// called when the first stream is admitted: the measurement window opens there.
 func (r *Receiver) Run(ctx context.Context, started func()) (*Stats, error) {
-	conns := make(chan proto.Conn)
+	accepted := make(chan proto.Conn)
 	acceptErr := make(chan error, 1)
-	go func() {
-		for {
-			c, err := r.ln.Accept()
-			if err != nil {
-				acceptErr <- err
-				return
-			}
-			conns <- c
-		}
-	}()
+	quit := make(chan struct{})
+	defer close(quit)
+	go r.acceptLoop(accepted, acceptErr, quit)
 	defer r.ln.Close()
 
 	var (
-		mu      sync.Mutex
-		open    []proto.Conn
-		results = make(chan result)
-		stats   = &Stats{Sink: r.cfg.Sink}
-		begin   time.Time
-		running int
-		errs    []error
+		mu       sync.Mutex
+		waiting  = map[proto.Conn]bool{} // accepted, not yet admitted
+		open     []proto.Conn            // admitted
+		admitted = make(chan first)
+		results  = make(chan result)
+		stats    = &Stats{Sink: r.cfg.Sink}
+		test     uint64
+		expected = r.cfg.Streams
+		streams  = map[uint32]bool{}
+		begin    time.Time
+		pending  int
+		running  int
+		errs     []error
 	)
 	closeAll := func() {
 		mu.Lock()
@@ -74,31 +101,105 @@ func (r *Receiver) Run(ctx context.Context, started func()) (*Stats, error) {
 		}
 		mu.Unlock()
 	}
+	defer func() { // connections still waiting for admission when the test is over
+		mu.Lock()
+		for c := range waiting {
+			c.Close()
+		}
+		mu.Unlock()
+	}()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	var lastBytes uint64
 	idleSince := time.Now()
 	stopping := false
+	finish := func() (*Stats, error) {
+		stats.Real = time.Since(begin)
+		stats.Expected = max(expected, 1)
+		stats.Strays = r.strays.snapshot()
+		code, why := stats.Verdict(r.cfg, r.lossFails)
+		stats.Code, stats.Why = code, why
+		if r.cfg.Format == wire.FormatNative {
+			r.sendVerdict(open, test, stats)
+		}
+		closeAll()
+		return stats, joinFew(errs)
+	}
 	for {
 		select {
-		case c := <-conns:
-			if stopping {
+		case c := <-accepted:
+			if stopping || pending >= maxPending {
 				c.Close()
+				r.strays.refused.Add(1)
 				continue
 			}
+			pending++
+			mu.Lock()
+			waiting[c] = true
+			mu.Unlock()
+			go func() {
+				f := r.admit(c)
+				select {
+				case admitted <- f:
+				case <-quit:
+				}
+			}()
+		case f := <-admitted:
+			pending--
+			mu.Lock()
+			delete(waiting, f.c)
+			mu.Unlock()
+			if f.err != nil {
+				f.c.Close()
+				f.kind.Add(1)
+				continue
+			}
+			if stopping {
+				f.c.Close()
+				continue
+			}
+			id := uint32(len(streams))
+			if r.cfg.Format == wire.FormatNative {
+				if test == 0 {
+					test = f.h.TestID
+					if expected == 0 {
+						expected = max(1, int(f.h.Streams))
+					}
+				}
+				id = f.h.Stream
+				switch {
+				case f.h.TestID != test:
+					f.c.Close()
+					r.strays.otherTest.Add(1)
+					continue
+				case streams[id] || int(id) >= expected:
+					f.c.Close()
+					r.strays.extra.Add(1)
+					continue
+				}
+			} else if expected == 0 {
+				expected = 1
+			}
+			if len(streams) >= expected {
+				f.c.Close()
+				r.strays.extra.Add(1)
+				continue
+			}
+			streams[id] = true
 			if begin.IsZero() {
 				begin = time.Now()
+				idleSince = begin
 				if started != nil {
 					started()
 				}
 			}
 			mu.Lock()
-			open = append(open, c)
+			open = append(open, f.c)
 			mu.Unlock()
 			running++
 			go func() {
-				st, err := r.drain(c)
-				results <- result{st, err}
+				st, err := r.drain(f, test)
+				results <- result{f.c, st, err}
 			}()
 		case res := <-results:
 			running--
@@ -106,20 +207,24 @@ func (r *Receiver) Run(ctx context.Context, started func()) (*Stats, error) {
 			if res.err != nil && !stopping {
 				errs = append(errs, fmt.Errorf("stream %d: %w", res.st.Stream, res.err))
 			}
-			if running == 0 && (stopping || len(stats.Streams) >= r.expected()) {
-				stats.Real = time.Since(begin)
-				return stats, joinFew(errs)
+			if running == 0 && (stopping || len(stats.Streams) >= expected) {
+				return finish()
 			}
 		case err := <-acceptErr:
-			if !stopping {
+			if !stopping && begin.IsZero() {
 				return stats, err
+			}
+			if !stopping {
+				errs = append(errs, err)
 			}
 		case <-ctx.Done():
 			if begin.IsZero() {
+				stats.Strays = r.strays.snapshot()
 				return stats, ctx.Err()
 			}
 			if !stopping {
 				stopping = true
+				stats.Interrupted = true
 				errs = append(errs, errors.New("interrupted"))
 				closeAll()
 			}
@@ -136,26 +241,42 @@ func (r *Receiver) Run(ctx context.Context, started func()) (*Stats, error) {
 			}
 		}
 		if stopping && running == 0 {
-			stats.Real = time.Since(begin)
-			return stats, joinFew(errs)
+			return finish()
 		}
 	}
 }
 
-func (r *Receiver) expected() int {
-	if r.cfg.Streams > 0 {
-		return r.cfg.Streams
+// acceptLoop accepts until the listener fails. Running out of file descriptors is not
+// the end of the test (the connection waits in the backlog): it backs off and retries.
+func (r *Receiver) acceptLoop(out chan<- proto.Conn, errc chan<- error, quit <-chan struct{}) {
+	for {
+		c, err := r.ln.Accept()
+		if err != nil {
+			if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) || errors.Is(err, syscall.ECONNABORTED) {
+				r.strays.refused.Add(1)
+				select {
+				case <-quit:
+					return
+				case <-time.After(50 * time.Millisecond):
+				}
+				continue
+			}
+			errc <- err
+			return
+		}
+		select {
+		case out <- c:
+		case <-quit:
+			c.Close()
+			return
+		}
 	}
-	if n := r.expect.Load(); n > 0 {
-		return int(n)
-	}
-	return 1
 }
 
-// drain receives one connection to EOF.
-func (r *Receiver) drain(c proto.Conn) (StreamStats, error) {
-	defer c.Close()
-	ck := newChecker(r.cfg.Format, r.cfg.Verify, r.cfg.Size)
+// admit sends the receiver's report and reads the connection's first header (native,
+// nettest) or first byte (raw), waiting --idle at most.
+func (r *Receiver) admit(c proto.Conn) first {
+	f := first{c: c}
 	if r.cfg.Format == wire.FormatNative {
 		// The splice sink's pipe holds the sender's pages too (on loopback) until
 		// /dev/null takes them: report it as part of the bound.
@@ -164,37 +285,81 @@ func (r *Receiver) drain(c proto.Conn) (StreamStats, error) {
 			extra, _ = proto.Sysctl("fs/pipe-max-size")
 		}
 		if err := sendHello(c, extra); err != nil {
-			return ck.end(), err
+			f.err, f.kind = err, &r.strays.closed
+			return f
 		}
 	}
+	f.b = make([]byte, max(1, r.cfg.Format.HeaderSize()))
+	c.SetReadDeadline(time.Now().Add(r.cfg.Idle))
+	defer c.SetReadDeadline(time.Time{})
+	var n int
 	var err error
-	var st StreamStats
 	if mr, ok := c.(proto.MessageReader); ok {
-		return r.drainMessages(mr)
-	}
-	if r.cfg.Sink == SinkSplice {
-		err = r.drainSplice(c, ck)
+		n, f.lane, f.eor, err = mr.ReadMessage(f.b)
+		if err == nil && n == 0 {
+			err = io.EOF
+		} else if err == nil && n < len(f.b) {
+			err = io.ErrUnexpectedEOF // a message shorter than a header: not ours
+		}
 	} else {
-		err = r.drainRead(c, ck)
+		n, err = io.ReadFull(c, f.b)
 	}
-	st = ck.end()
-	if ck.first && r.cfg.Format == wire.FormatNative && r.cfg.Streams == 0 {
-		r.expect.CompareAndSwap(0, int64(max(1, ck.h.Streams)))
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		f.err, f.kind = err, &r.strays.silent
+	case errors.Is(err, io.ErrUnexpectedEOF) && n > 0:
+		f.err, f.kind = err, &r.strays.garbage
+	case err != nil:
+		f.err, f.kind = err, &r.strays.closed
+	case r.cfg.Format == wire.FormatNative:
+		if err := wire.ParseHeader(f.b, &f.h); err != nil || f.h.Flags&wire.FlagEnd != 0 || f.h.TestID == 0 {
+			f.err, f.kind = errors.New("not a native header"), &r.strays.garbage
+		}
+	case r.cfg.Format == wire.FormatNettest:
+		if _, _, err := wire.ParseNettest(f.b); err != nil {
+			f.err, f.kind = err, &r.strays.garbage
+		}
 	}
+	return f
+}
+
+// drain receives one admitted connection to EOF (the connection stays open for the
+// verdict).
+func (r *Receiver) drain(f first, test uint64) (StreamStats, error) {
+	if mr, ok := f.c.(proto.MessageReader); ok {
+		return r.drainMessages(mr, f, test)
+	}
+	ck := newChecker(r.cfg.Format, r.cfg.Verify, r.cfg.Size, test, false)
+	var err error
+	if r.cfg.Sink == SinkSplice {
+		err = r.drainSplice(f, ck)
+	} else {
+		ck.feed(f.b)
+		r.progress.Add(uint64(len(f.b)))
+		err = r.drainRead(f.c, ck)
+	}
+	st := ck.end()
 	if st.Error != "" && err == nil {
 		err = errors.New(st.Error)
 	}
 	return st, err
 }
 
-// learn publishes the stream count of the first native header as soon as it is seen.
-func (r *Receiver) learn(ck *checker) {
-	if ck.first && r.cfg.Format == wire.FormatNative && r.cfg.Streams == 0 && r.expect.Load() == 0 {
-		r.expect.CompareAndSwap(0, int64(max(1, ck.h.Streams)))
+// sendVerdict writes the test's verdict back on every admitted stream (two seconds at
+// most each: a sender that is gone does not hold the receiver).
+func (r *Receiver) sendVerdict(conns []proto.Conn, test uint64, st *Stats) {
+	t := st.Totals()
+	v := wire.Verdict{Code: uint8(st.Code), TestID: test, Messages: t.Messages, Bytes: t.Bytes,
+		Problems: t.Corrupt + t.Lost + t.Duplicate + t.Reordered}
+	var b [wire.VerdictLen]byte
+	v.Put(b[:])
+	for _, c := range conns {
+		c.SetWriteDeadline(time.Now().Add(2 * time.Second))
+		c.Write(b[:]) // best effort: the verdict is also in this receiver's own report
 	}
 }
 
-// sendHello reports this end's receive-queue bound to the sender (gen.PutHello).
+// sendHello reports this end's receive-queue bound to the sender (wire.PutHello).
 func sendHello(c proto.Conn, extra int) error {
 	b, err := c.Buffers()
 	if err != nil {
@@ -209,7 +374,7 @@ func sendHello(c proto.Conn, extra int) error {
 }
 
 // readBuf is the read sink's buffer: big enough that one read drains a lot of the
-// socket's queue (fewer syscalls), allocated once per connection.
+// socket's queue (fewer syscalls), allocated once per admitted connection.
 const readBuf = 256 << 10
 
 func (r *Receiver) drainRead(c proto.Conn, ck *checker) error {
@@ -219,7 +384,6 @@ func (r *Receiver) drainRead(c proto.Conn, ck *checker) error {
 		if n > 0 {
 			ck.feed(buf[:n])
 			r.progress.Add(uint64(n))
-			r.learn(ck)
 			if r.cfg.Stall > 0 {
 				time.Sleep(r.cfg.Stall)
 			}

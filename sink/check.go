@@ -25,7 +25,12 @@ type StreamStats struct {
 	// message may arrive as several SCTP messages: one per pipe page on Linux 6.1).
 	Lanes    []LaneStats    `json:"lanes,omitempty"`
 	MsgSizes map[int]uint64 `json:"sctp_msg_sizes,omitempty"`
-	Error    string         `json:"error,omitempty"`
+	// End frame (native byte streams and messages): it arrived, and the sender's totals
+	// it carried (data messages and bytes, the end frame not counted).
+	Ended        bool   `json:"ended"`
+	SentMessages uint64 `json:"sender_messages,omitempty"`
+	SentBytes    uint64 `json:"sender_bytes,omitempty"`
+	Error        string `json:"error,omitempty"`
 }
 
 // add sums o's counters into s.
@@ -72,10 +77,18 @@ type checker struct {
 	first       bool   // a header has been seen
 	lost        bool   // framing lost: count bytes only
 	nettestWant uint64
+	test        uint64 // the test id every native header must carry (0: the first one's)
+	lanesOK     bool   // the protocol has sub-streams: honour the header's lanes field
+	inEnd       bool   // the current message is the end frame
+	endBuf      [wire.EndPayloadLen]byte
 }
 
-func newChecker(format wire.Format, verify bool, size int) *checker {
-	return &checker{format: format, verify: verify, size: size, hlen: format.HeaderSize(), step: 1, st: StreamStats{MsgSize: size}}
+// newChecker checks one stream of test (native format; 0: the first header's id).
+// lanes: the protocol rotates messages over sub-streams (message kind), so the header's
+// lanes field sets the sequence step; a byte-stream receiver ignores it.
+func newChecker(format wire.Format, verify bool, size int, test uint64, lanes bool) *checker {
+	return &checker{format: format, verify: verify, size: size, hlen: format.HeaderSize(), step: 1, st: StreamStats{MsgSize: size},
+		test: test, lanesOK: lanes}
 }
 
 // feed consumes the next bytes of the stream.
@@ -101,7 +114,9 @@ func (c *checker) feed(p []byte) {
 			continue
 		}
 		n := min(len(p), c.left)
-		if c.check {
+		if c.inEnd {
+			copy(c.endBuf[c.pos:], p[:n])
+		} else if c.check {
 			q := p[:n]
 			if c.format == wire.FormatNative {
 				c.crc = wire.UpdateCRC32C(c.crc, q)
@@ -128,9 +143,24 @@ func (c *checker) header() bool {
 		if err := wire.ParseHeader(c.hdr[:], &c.h); err != nil {
 			return c.breakFraming(err)
 		}
+		if c.test == 0 {
+			c.test = c.h.TestID
+		}
+		switch {
+		case c.h.TestID != c.test:
+			return c.breakFraming(fmt.Errorf("test id changed from %016x to %016x", c.test, c.h.TestID))
+		case c.st.Ended:
+			return c.breakFraming(fmt.Errorf("data after the end frame"))
+		case c.h.Flags&wire.FlagEnd != 0:
+			if c.h.Length != wire.EndPayloadLen || c.first && c.h.Stream != c.st.Stream {
+				return c.breakFraming(wire.ErrBadEnd)
+			}
+			c.st.Stream, c.inEnd, c.left, c.check = c.h.Stream, true, wire.EndPayloadLen, false
+			return true
+		}
 		if !c.first {
 			c.first, c.st.Stream, c.st.MsgSize = true, c.h.Stream, int(c.h.Length)+wire.HeaderLen
-			if c.h.Lanes > 1 {
+			if c.h.Lanes > 1 && c.lanesOK {
 				// This lane carries seqs lane, lane+lanes, lane+2*lanes, ...
 				c.step, c.next = uint64(c.h.Lanes), uint64(c.lane)
 			}
@@ -184,6 +214,17 @@ func (c *checker) breakFraming(err error) bool {
 
 // finish ends the current message.
 func (c *checker) finish() {
+	if c.inEnd {
+		c.inEnd = false
+		n, err := wire.ParseEnd(&c.h, c.endBuf[:])
+		if err != nil {
+			c.breakFraming(err)
+			return
+		}
+		c.st.Ended, c.st.SentMessages, c.st.SentBytes = true, c.h.Seq, n
+		c.st.Bytes -= wire.EndLen // the sender counts data bytes only
+		return
+	}
 	c.st.Messages++
 	if !c.check {
 		return

@@ -50,6 +50,9 @@ type DgramReceiver struct {
 	expect   int
 	ended    int
 	stats    Stats
+	strays   strayCounts
+	test     uint64
+	started  func()
 	groSegs  uint64
 	begin    time.Time
 	lastData time.Time
@@ -151,6 +154,7 @@ func (r *DgramReceiver) Run(ctx context.Context, started func()) (*Stats, error)
 			switch {
 			case ctx.Err() != nil:
 				err = errors.New("interrupted")
+				r.stats.Interrupted = true
 			case idle.Load() && r.cfg.Format == wire.FormatRaw:
 				err = nil // raw has no end datagram: idle is the normal end
 			case idle.Load():
@@ -163,12 +167,7 @@ func (r *DgramReceiver) Run(ctx context.Context, started func()) (*Stats, error)
 			return r.finish(), rerr
 		}
 		now := time.Now()
-		if r.begin.IsZero() && got > 0 {
-			r.begin = now
-			if started != nil {
-				started()
-			}
-		}
+		r.started = started
 		for i := range got {
 			b := bufs[i*dgramBuf : i*dgramBuf+int(mm[i].Len)]
 			seg := len(b)
@@ -202,28 +201,54 @@ func groSize(ctl []byte) int {
 	return 0
 }
 
-// datagram accounts one datagram.
+// datagram accounts one datagram. The first valid data datagram fixes the test id and
+// stream count; a datagram of another test, a stream beyond those announced, garbage,
+// or an end datagram before any data is a stray: counted, never part of the test (it
+// neither starts, extends nor ends it: the idle clock counts only the test's).
 func (r *DgramReceiver) datagram(b []byte, now time.Time) {
-	r.seen.Add(1)
 	if r.cfg.Format == wire.FormatRaw {
+		r.begin1(now)
+		r.seen.Add(1)
 		ds := r.stream(0, 0)
 		r.count(ds, len(b), now)
 		ds.st.Messages++
 		return
 	}
 	var h wire.Header
-	if err := wire.ParseHeader(b, &h); err != nil || h.Stream >= maxStreams {
-		r.stats.Stray++
+	if err := wire.ParseHeader(b, &h); err != nil || h.TestID == 0 {
+		r.strays.garbage.Add(1)
 		return
 	}
-	if r.expect == 0 {
+	end := h.Flags&wire.FlagEnd != 0
+	if r.test == 0 {
+		if end {
+			r.strays.garbage.Add(1) // an end cannot start a test
+			return
+		}
+		r.test = h.TestID
 		r.expect = max(1, int(h.Streams))
 		if r.cfg.Streams > 0 {
 			r.expect = r.cfg.Streams
 		}
 	}
+	switch {
+	case h.TestID != r.test:
+		r.strays.otherTest.Add(1)
+		return
+	case int(h.Stream) >= r.expect:
+		r.strays.extra.Add(1)
+		return
+	}
+	if end {
+		if _, err := wire.ParseEnd(&h, b[wire.HeaderLen:]); err != nil {
+			r.strays.garbage.Add(1)
+			return
+		}
+	}
+	r.begin1(now)
+	r.seen.Add(1)
 	ds := r.stream(h.Stream, 0)
-	if h.Flags&wire.FlagEnd != 0 {
+	if end {
 		if !ds.ended {
 			ds.ended = true
 			ds.w.end(h.Seq)
@@ -248,6 +273,16 @@ func (r *DgramReceiver) datagram(b []byte, now time.Time) {
 	p := b[wire.HeaderLen:]
 	if wire.CRC32C(p) != h.CRC || !wire.CheckPattern(p, h.Stream, h.Seq) {
 		ds.st.Corrupt++
+	}
+}
+
+// begin1 opens the measurement window at the test's first datagram.
+func (r *DgramReceiver) begin1(now time.Time) {
+	if r.begin.IsZero() {
+		r.begin = now
+		if r.started != nil {
+			r.started()
+		}
 	}
 }
 
@@ -283,5 +318,8 @@ func (r *DgramReceiver) finish() *Stats {
 	if !r.begin.IsZero() {
 		r.stats.Real = r.lastData.Sub(r.begin)
 	}
+	r.stats.Strays = r.strays.snapshot()
+	r.stats.Expected = r.expect
+	r.stats.Code, r.stats.Why = r.stats.Verdict(r.cfg, false)
 	return &r.stats
 }

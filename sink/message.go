@@ -14,18 +14,30 @@ import (
 // first entry in the usual case (one or two sizes), and no hashing.
 const maxSizes = 64
 
+// maxLanes bounds the sub-streams a receiver tracks (SCTP: --sctp-streams' maximum).
+const maxLanes = 65535
+
 // drainMessages receives a message-oriented connection (SCTP): each stream id (lane)
 // is its own ordered byte stream of splicegen messages, checked by its own checker, so
 // a splicegen message split into several SCTP messages (a splice on Linux 6.1 sends
 // one per pipe page) is reassembled before it is checked.
-func (r *Receiver) drainMessages(mr proto.MessageReader) (StreamStats, error) {
+// The end frame comes on sub-stream 0 after the sender's last message; sub-streams are
+// delivered independently, so the totals are checked over all of them at EOF.
+func (r *Receiver) drainMessages(mr proto.MessageReader, f first, test uint64) (StreamStats, error) {
 	buf := make([]byte, readBuf)
 	var lanes []*checker
 	var sizes sizeCounts
 	cur := 0
 	var err error
-	for {
-		n, lane, eor, rerr := mr.ReadMessage(buf)
+	for i := 0; ; i++ {
+		var n, lane int
+		var eor bool
+		var rerr error
+		if i == 0 { // admission read the first piece
+			n, lane, eor = copy(buf, f.b), f.lane, f.eor
+		} else {
+			n, lane, eor, rerr = mr.ReadMessage(buf)
+		}
 		if rerr != nil {
 			err = rerr
 			break
@@ -33,18 +45,21 @@ func (r *Receiver) drainMessages(mr proto.MessageReader) (StreamStats, error) {
 		if n == 0 {
 			break
 		}
+		if lane >= maxLanes {
+			err = fmt.Errorf("sub-stream %d beyond the %d splicegen uses", lane, maxLanes)
+			break
+		}
 		for lane >= len(lanes) {
 			lanes = append(lanes, nil)
 		}
 		ck := lanes[lane]
 		if ck == nil {
-			ck = newChecker(r.cfg.Format, r.cfg.Verify, r.cfg.Size)
+			ck = newChecker(r.cfg.Format, r.cfg.Verify, r.cfg.Size, test, true)
 			ck.lane = lane
 			lanes[lane] = ck
 		}
 		ck.feed(buf[:n])
 		r.progress.Add(uint64(n))
-		r.learn(ck)
 		cur += n
 		if eor {
 			sizes.count(cur)
@@ -59,6 +74,9 @@ func (r *Receiver) drainMessages(mr proto.MessageReader) (StreamStats, error) {
 		ls := ck.end()
 		st.Stream, st.MsgSize = ls.Stream, max(st.MsgSize, ls.MsgSize)
 		st.add(ls)
+		if ls.Ended { // sub-stream 0 carries the end frame with the whole stream's totals
+			st.Ended, st.SentMessages, st.SentBytes = true, ls.SentMessages, ls.SentBytes
+		}
 		if st.Error == "" && ls.Error != "" {
 			st.Error = fmt.Sprintf("sid %d: %s", i, ls.Error)
 		}

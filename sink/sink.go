@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/splicegen/splicegen/proto"
@@ -118,21 +119,52 @@ func Open(p proto.Plugin, cfg Config, o proto.Options, addr string, fd int) (Run
 	if err != nil {
 		return nil, err
 	}
-	return NewReceiver(cfg, ln), nil
+	return NewReceiver(cfg, ln, p.Traits().LossFails), nil
 }
 
 // Stats are a whole receive's figures.
 type Stats struct {
-	Streams []StreamStats `json:"streams"`
-	Real    time.Duration `json:"-"` // the data's time: first to last data (datagrams), first accept to end (streams)
-	Sink    string        `json:"sink"`
-	Stray   uint64        `json:"stray,omitempty"` // UDP: datagrams with no valid header (counted corrupt)
-	Ended   bool          `json:"ended,omitempty"` // UDP: every stream's end datagram arrived
+	Streams  []StreamStats `json:"streams"`
+	Real     time.Duration `json:"-"` // the data's time: first to last data (datagrams), first accept to end (streams)
+	Sink     string        `json:"sink"`
+	Expected int           `json:"expected_streams,omitempty"` // announced by the first header, or --streams
+	Strays   Strays        `json:"stray"`
+	Ended    bool          `json:"ended,omitempty"` // datagrams: every stream's end datagram arrived
+	// The verdict (Verdict): the receiver's exit status, and why when it is not 0. A byte
+	// stream or message test sends it back to the sender.
+	Code        int    `json:"verdict"`
+	Why         string `json:"verdict_why,omitempty"`
+	Interrupted bool   `json:"-"`
+}
+
+// Strays count what reached the receiver but was not its test's: counted, never part of
+// the test's figures or verdict (docs/design.md#trust).
+type Strays struct {
+	Closed    uint64 `json:"closed"`     // connections that closed (or failed) before a first header
+	Silent    uint64 `json:"silent"`     // connections that sent nothing within --idle
+	Garbage   uint64 `json:"garbage"`    // connections or datagrams that do not start with a header of the format
+	OtherTest uint64 `json:"other_test"` // valid headers of another test id
+	Extra     uint64 `json:"extra"`      // the test's streams beyond those announced, or a stream id twice
+	Refused   uint64 `json:"refused"`    // over the cap of connections waiting for admission, or out of fds
+}
+
+// strayCounts are Strays counted by several goroutines.
+type strayCounts struct {
+	closed, silent, garbage, otherTest, extra, refused atomic.Uint64
+}
+
+func (c *strayCounts) snapshot() Strays {
+	return Strays{c.closed.Load(), c.silent.Load(), c.garbage.Load(), c.otherTest.Load(), c.extra.Load(), c.refused.Load()}
+}
+
+// Total is every stray counted.
+func (s Strays) Total() uint64 {
+	return s.Closed + s.Silent + s.Garbage + s.OtherTest + s.Extra + s.Refused
 }
 
 // Totals sums the streams into one.
 func (s *Stats) Totals() StreamStats {
-	t := StreamStats{Corrupt: s.Stray}
+	var t StreamStats
 	for _, st := range s.Streams {
 		t.add(st)
 		if st.SizeMin > 0 && (t.SizeMin == 0 || st.SizeMin < t.SizeMin) {
@@ -145,6 +177,48 @@ func (s *Stats) Totals() StreamStats {
 		}
 	}
 	return t
+}
+
+// Verdict is the test's outcome as this receiver saw it, as an exit status: 3 integrity
+// failure (corrupt data, a sequence gap on a reliable protocol, totals that disagree
+// with the sender's end frame, or --verify with nothing checkable), 1 incomplete (a
+// stream without its end frame, fewer streams than announced, interrupted), 0 complete
+// and intact. why says what decided it. Native byte streams and messages prove
+// completeness with end frames; datagrams with end datagrams; nettest and raw cannot.
+func (s *Stats) Verdict(cfg Config, lossFails bool) (code int, why string) {
+	t := s.Totals()
+	native := cfg.Format == wire.FormatNative
+	datagrams := cfg.Sink == SinkMmsg
+	switch {
+	case t.Corrupt > 0:
+		return 3, fmt.Sprintf("%d corrupt", t.Corrupt)
+	case lossFails && t.Lost+t.Duplicate+t.Reordered > 0:
+		return 3, fmt.Sprintf("lost %d, duplicate %d, reordered %d on a reliable protocol", t.Lost, t.Duplicate, t.Reordered)
+	case cfg.Verify && t.Unverified > 0:
+		return 3, fmt.Sprintf("nothing was checkable: %d messages came without a verifiable payload (the sender ran without --verify)", t.Unverified)
+	}
+	for _, st := range s.Streams {
+		if st.Ended && (st.SentMessages != st.Messages || st.SentBytes != st.Bytes) {
+			return 3, fmt.Sprintf("stream %d: the sender's end frame says %d messages / %d bytes, %d / %d arrived",
+				st.Stream, st.SentMessages, st.SentBytes, st.Messages, st.Bytes)
+		}
+	}
+	switch {
+	case s.Interrupted:
+		return 1, "interrupted"
+	case native && datagrams && !s.Ended:
+		return 1, "incomplete: not every stream's end datagram arrived"
+	case native && !datagrams && len(s.Streams) < s.Expected:
+		return 1, fmt.Sprintf("incomplete: %d of %d streams connected", len(s.Streams), s.Expected)
+	}
+	if native && !datagrams {
+		for _, st := range s.Streams {
+			if !st.Ended {
+				return 1, fmt.Sprintf("incomplete: stream %d: sender gone after %d messages (no end frame)", st.Stream, st.Messages)
+			}
+		}
+	}
+	return 0, ""
 }
 
 // joinFew joins the first three errors and counts the rest, so a test with many failed

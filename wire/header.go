@@ -14,8 +14,9 @@ import (
 //
 //	off size field
 //	  0   4  magic "SPGN"
-//	  4   1  version (1)
-//	  5   1  flags (FlagVerify: payload is Pattern(stream, seq) and CRC is set)
+//	  4   1  version (2)
+//	  5   1  flags (FlagVerify: payload is Pattern(stream, seq) and CRC is set;
+//	         FlagEnd: the stream's end frame, see PutEnd)
 //	  6   2  streams in the test (so a receiver knows how many connections to wait for)
 //	  8   4  stream id
 //	 12   4  payload length (message size - HeaderLen)
@@ -25,16 +26,16 @@ import (
 //	         across hosts only as far as their clocks are synchronised
 //	 32   4  CRC32-C of the payload (0 unless FlagVerify)
 //	 36   4  lanes: the stream's messages rotate over this many SCTP stream ids, message
-//	         seq on stream id seq % lanes (0 or 1: no rotation)
+//	         seq on stream id seq % lanes (0 or 1: no rotation; only message protocols)
+//	 40   8  test id: random, chosen by the sender; a receiver counts only its test's
+//	         data (docs/design.md#trust)
 const (
-	HeaderLen = 40
+	HeaderLen = 48
 	Magic     = 0x4e475053 // "SPGN" read as little-endian u32
-	Version   = 1
+	Version   = 2
 
 	FlagVerify = 1 << 0
-	// FlagEnd marks a datagram protocol's end-of-test message: no payload, Seq = the
-	// number of data messages the stream sent (docs/design.md#end-of-test).
-	FlagEnd = 1 << 1
+	FlagEnd    = 1 << 1
 )
 
 // Header is one decoded native header.
@@ -47,6 +48,7 @@ type Header struct {
 	TimeNS  int64
 	CRC     uint32
 	Lanes   uint32
+	TestID  uint64
 }
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -70,6 +72,7 @@ func (h *Header) Put(b []byte) {
 	binary.LittleEndian.PutUint64(b[24:], uint64(h.TimeNS))
 	binary.LittleEndian.PutUint32(b[32:], h.CRC)
 	binary.LittleEndian.PutUint32(b[36:], h.Lanes)
+	binary.LittleEndian.PutUint64(b[40:], h.TestID)
 }
 
 // Header parse errors. They are values so that the receive path does not allocate.
@@ -102,6 +105,7 @@ func ParseHeader(b []byte, h *Header) error {
 	h.TimeNS = int64(binary.LittleEndian.Uint64(b[24:]))
 	h.CRC = binary.LittleEndian.Uint32(b[32:])
 	h.Lanes = binary.LittleEndian.Uint32(b[36:])
+	h.TestID = binary.LittleEndian.Uint64(b[40:])
 	if h.Length > MaxMessage-HeaderLen {
 		return ErrBadLength
 	}

@@ -140,3 +140,88 @@ func TestPattern(t *testing.T) {
 		t.Fatal("offsets do not vary with stream")
 	}
 }
+
+// Every decoder a peer can feed (header, receiver report, end frame, verdict, nettest
+// header): garbage returns an error, never a panic, and whatever decodes re-encodes to
+// the same bytes.
+func FuzzDecoders(f *testing.F) {
+	var h [EndLen]byte
+	PutEnd(h[:], Header{Streams: 2, Stream: 1, TestID: 42}, 7, 7000)
+	f.Add(h[:])
+	var v [VerdictLen]byte
+	(&Verdict{Code: 3, TestID: 1, Messages: 2, Bytes: 3, Problems: 4}).Put(v[:])
+	f.Add(v[:])
+	var r [HelloLen]byte
+	PutHello(r[:], 1<<20)
+	f.Add(r[:])
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var hd Header
+		if ParseHeader(b, &hd) == nil {
+			var out [HeaderLen]byte
+			hd.Put(out[:])
+			if !bytes.Equal(out[:], b[:HeaderLen]) {
+				t.Fatalf("header round trip: %x -> %+v -> %x", b[:HeaderLen], hd, out)
+			}
+			if hd.Flags&FlagEnd != 0 && len(b) >= EndLen {
+				if n, err := ParseEnd(&hd, b[HeaderLen:]); err == nil {
+					var e [EndLen]byte
+					PutEnd(e[:], hd, hd.Seq, n)
+					if !bytes.Equal(e[HeaderLen:], b[HeaderLen:EndLen]) {
+						t.Fatalf("end frame round trip")
+					}
+				}
+			}
+		}
+		var vd Verdict
+		if ParseVerdict(b, &vd) == nil {
+			var out [VerdictLen]byte
+			vd.Put(out[:])
+			if !bytes.Equal(out[:], b[:VerdictLen]) {
+				t.Fatalf("verdict round trip: %x -> %x", b[:VerdictLen], out)
+			}
+		}
+		if n, err := ParseHello(b); err == nil {
+			var out [HelloLen]byte
+			PutHello(out[:], n)
+			if !bytes.Equal(out[8:], b[8:HelloLen]) {
+				t.Fatalf("report round trip")
+			}
+		}
+		if size, crc, err := ParseNettest(b); err == nil {
+			var out [NettestHeaderLen]byte
+			PutNettest(out[:], int(size), crc)
+			if !bytes.Equal(out[:], b[:NettestHeaderLen]) {
+				t.Fatalf("nettest round trip")
+			}
+		}
+	})
+}
+
+func TestEndAndVerdict(t *testing.T) {
+	var b [EndLen]byte
+	PutEnd(b[:], Header{Streams: 3, Stream: 2, TestID: 0xfeed, Lanes: 9}, 1234, 1234*1000)
+	var h Header
+	if err := ParseHeader(b[:], &h); err != nil {
+		t.Fatal(err)
+	}
+	n, err := ParseEnd(&h, b[HeaderLen:])
+	if err != nil || n != 1234*1000 || h.Seq != 1234 || h.TestID != 0xfeed || h.Lanes != 0 || h.Flags != FlagEnd {
+		t.Fatalf("end: %+v %d %v", h, n, err)
+	}
+	b[HeaderLen] ^= 1
+	if _, err := ParseEnd(&h, b[HeaderLen:]); err != ErrBadEnd {
+		t.Fatalf("corrupt end frame accepted: %v", err)
+	}
+	want := Verdict{Code: 1, TestID: 7, Messages: 8, Bytes: 9, Problems: 10}
+	var vb [VerdictLen]byte
+	want.Put(vb[:])
+	var got Verdict
+	if err := ParseVerdict(vb[:], &got); err != nil || got != want {
+		t.Fatalf("verdict %+v %v", got, err)
+	}
+	vb[5] = 2
+	if err := ParseVerdict(vb[:], &got); err != ErrBadVerdict {
+		t.Fatalf("code 2 accepted: %v", err)
+	}
+}

@@ -122,7 +122,8 @@ func cmdRecv(args []string, stdout, stderr io.Writer) (int, error) {
 	r := &report.Run{Proto: c.proto, Size: tot.MsgSize, Streams: len(st.Streams), Format: cfg.Format.String(),
 		Verify: cfg.Verify, Interrupted: ctx.Err() != nil}
 	v := &report.Receiver{Lost: tot.Lost, Reordered: tot.Reordered, Duplicate: tot.Duplicate, Corrupt: tot.Corrupt,
-		Unverified: tot.Unverified, Truncated: tot.Truncated, Late: tot.Late, Sink: cfg.Sink, Detail: st}
+		Unverified: tot.Unverified, Truncated: tot.Truncated, Late: tot.Late, Sink: cfg.Sink, Detail: st,
+		Stray: st.Strays.Total(), Verdict: st.Code, VerdictWhy: st.Why}
 	v.Fill(u0, u1, tot.Bytes, tot.Messages)
 	if sent := tot.Messages - tot.Duplicate - tot.Late + tot.Lost; !t.LossFails && sent > 0 {
 		v.LossPct = float64(tot.Lost) / float64(sent) * 100
@@ -130,9 +131,9 @@ func cmdRecv(args []string, stdout, stderr io.Writer) (int, error) {
 	r.Receiver = v
 	c.emit(stdout, r, runErr)
 	switch {
-	case cfg.Verify && (tot.Corrupt > 0 || t.LossFails && tot.Lost+tot.Duplicate+tot.Reordered > 0):
-		return exitIntegrity, nil // loss on a lossy protocol is measured, not an integrity failure
-	case runErr != nil || r.Interrupted:
+	case st.Code == exitIntegrity: // sink.Stats.Verdict: loss on a lossy protocol is measured, not a failure
+		return exitIntegrity, nil
+	case st.Code != 0 || runErr != nil || r.Interrupted:
 		return exitFailed, nil
 	}
 	return exitOK, nil

@@ -44,6 +44,7 @@ func parseSend(args []string, stdout io.Writer) (j *sendJob, done bool, err erro
 	c.fs.StringVarP(&rateS, "rate", "b", "", "pace to this many bits/s over all streams, e.g. 500M, 1Gbit, 2.5G")
 	c.fs.StringVar(&ppsS, "pps", "", "pace to this many messages/s over all streams, e.g. 100k")
 	c.fs.IntVar(&spec.Batch, "batch", 0, "datagrams per sendmmsg (mmsg, default 64) or segments per super-buffer (gso, default min(128, 65507/size))")
+	c.fs.DurationVar(&spec.StallTimeout, "stall-timeout", gen.DefaultStallTimeout, "end the test as \"peer stalled\" (exit 1) when the socket stays full this long; also bounds the wait for the receiver's verdict")
 	c.fs.StringVar(&io_, "io", "poll", "data-path I/O: poll (netpoller) or block (blocking fd on a locked thread)")
 	c.fs.MarkHidden("io")
 	if done, err := c.parse(args, stdout, "splicegen send [flags] HOST[:PORT]"); done || err != nil {
@@ -98,6 +99,8 @@ func parseSend(args []string, stdout io.Writer) (j *sendJob, done bool, err erro
 		return nil, false, usagef("--count %d: want a positive number", count)
 	case c.fs.Changed("time") && dur <= 0:
 		return nil, false, usagef("--time %v: want a positive duration", dur)
+	case spec.StallTimeout <= 0:
+		return nil, false, usagef("--stall-timeout %v: want a positive duration", spec.StallTimeout)
 	case rateS != "" && ppsS != "":
 		return nil, false, usagef("give one of --rate, --pps")
 	}
@@ -137,25 +140,17 @@ func cmdSend(args []string, stdout, stderr io.Writer) (int, error) {
 	ctx, cancel := signalContext()
 	defer cancel()
 
-	conns := make([]proto.Conn, 0, spec.Streams)
-	defer func() {
-		for _, cn := range conns {
-			cn.Close()
-		}
-	}()
-	for range spec.Streams {
+	// Connections are made one by one as the sender prepares each stream: stream 0's ring
+	// decides whether all of them fit under the cap before any other is opened.
+	s, err := gen.NewSender(spec, func(int) (proto.Conn, error) {
 		dctx, dcancel := context.WithTimeout(ctx, 10*time.Second)
+		defer dcancel()
 		cn, err := j.plugin.Dial(dctx, j.addr, j.opts)
-		dcancel()
-		if errors.Is(err, proto.ErrKernel) {
-			return exitUsage, err
+		if err != nil && !errors.Is(err, proto.ErrKernel) {
+			return nil, fmt.Errorf("connect %s: %w", j.addr, err)
 		}
-		if err != nil {
-			return exitFailed, fmt.Errorf("connect %s: %w", j.addr, err)
-		}
-		conns = append(conns, cn)
-	}
-	s, err := gen.NewSender(spec, conns)
+		return cn, err
+	})
 	if err != nil {
 		return 0, err
 	}
@@ -175,7 +170,7 @@ func cmdSend(args []string, stdout, stderr io.Writer) (int, error) {
 	r := &report.Run{Proto: c.proto, Mode: spec.Mode, Size: spec.Size, Streams: spec.Streams,
 		Format: spec.Format.String(), Verify: spec.Verify, HotBuffer: spec.HotBuffer, Interrupted: ctx.Err() != nil}
 	b, m := st.Totals()
-	snd := &report.Sender{RingBytes: st.RingBytes, Sndbuf: st.Buffers.SndBuf, Fallbacks: st.Fallbacks, Detail: st}
+	snd := &report.Sender{RingBytes: st.RingBytes, Sndbuf: st.Buffers.SndBuf, Fallbacks: st.Fallbacks, Detail: st, Verdict: -1}
 	snd.Fill(u0, u1, b, m)
 	r.Sender = snd
 	for _, ss := range st.Streams {
@@ -184,8 +179,15 @@ func cmdSend(args []string, stdout, stderr io.Writer) (int, error) {
 			break
 		}
 	}
+	if v := st.Receiver; v != nil {
+		snd.Verdict = int(v.Code)
+	}
+	snd.Proof = st.Proof
 	c.emit(stdout, r, runErr)
-	if runErr != nil || r.Interrupted {
+	switch {
+	case st.Receiver != nil && st.Receiver.Code == exitIntegrity:
+		return exitIntegrity, nil // the receiver's verdict: both sides exit alike
+	case runErr != nil || r.Interrupted || st.Receiver != nil && st.Receiver.Code != 0:
 		return exitFailed, nil
 	}
 	return exitOK, nil

@@ -1,0 +1,243 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/splicegen/splicegen/wire"
+)
+
+// Trust: each case below was an attack or accident that changed a verdict on main
+// (issue "trustworthy verdicts"); each runs real processes and asserts the new rule.
+
+// cli is a splicegen child process (this test binary re-executed as the command).
+type cli struct {
+	cmd            *exec.Cmd
+	stdout, stderr bytes.Buffer
+	done           chan struct{}
+	code           int
+}
+
+func startCLI(t *testing.T, files []*os.File, args ...string) *cli {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &cli{cmd: exec.Command(exe, args...), done: make(chan struct{})}
+	c.cmd.Env = append(os.Environ(), "SPLICEGEN_TEST_AS_CLI=1")
+	c.cmd.Stdout, c.cmd.Stderr = &c.stdout, &c.stderr
+	c.cmd.ExtraFiles = files
+	if err := c.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		c.cmd.Wait()
+		c.code = c.cmd.ProcessState.ExitCode()
+		close(c.done)
+	}()
+	t.Cleanup(func() {
+		c.cmd.Process.Kill()
+		<-c.done
+	})
+	return c
+}
+
+// wait waits at most d for the process to exit.
+func (c *cli) wait(t *testing.T, d time.Duration) {
+	t.Helper()
+	select {
+	case <-c.done:
+	case <-time.After(d):
+		t.Fatalf("%v did not exit within %v; stderr %q", c.cmd.Args[1:], d, c.stderr.String())
+	}
+}
+
+// recvChild starts a receiver on a fresh loopback endpoint of proto and returns it and
+// the address to send to.
+func recvChild(t *testing.T, protoName string, args ...string) (*cli, string) {
+	t.Helper()
+	addr, fd := listenFD(t, protoName, "127.0.0.1:0")
+	f := os.NewFile(uintptr(fd), "listener")
+	defer f.Close()
+	r := startCLI(t, []*os.File{f}, append([]string{"recv", "-p", protoName, "--listen-fd", "3", "-i", "0", "--json"}, args...)...)
+	return r, addr
+}
+
+type verdictJSON struct {
+	Receiver struct {
+		Messages, Bytes, Lost, Corrupt, Duplicate, Stray uint64
+		LossPct                                          float64 `json:"loss_pct"`
+		RealMs                                           float64 `json:"real_ms"`
+		Verdict                                          int
+		VerdictWhy                                       string `json:"verdict_why"`
+		Detail                                           struct {
+			Stray map[string]uint64
+		}
+	}
+	Sender struct {
+		Messages, Bytes uint64
+		Verdict         int `json:"receiver_verdict"`
+		Proof           string
+		Detail          struct{ Stalled bool }
+	}
+	Error string
+}
+
+func decodeV(t *testing.T, out string) verdictJSON {
+	t.Helper()
+	var v verdictJSON
+	if err := json.Unmarshal([]byte(out), &v); err != nil {
+		t.Fatalf("bad JSON: %v\n%s", err, out)
+	}
+	return v
+}
+
+// A sender killed mid-run: the receiver has no end frame and says "incomplete", exit 1
+// (it used to print the messages that arrived and exit 0).
+func TestSenderKilledIncomplete(t *testing.T) {
+	r, addr := recvChild(t, "tcp", "--verify")
+	s := startCLI(t, nil, "send", "--verify", "-t", "20s", "-i", "0", addr)
+	time.Sleep(1500 * time.Millisecond)
+	s.cmd.Process.Signal(syscall.SIGKILL)
+	r.wait(t, 10*time.Second)
+	v := decodeV(t, r.stdout.String())
+	if r.code != 1 || v.Receiver.Verdict != 1 || !strings.Contains(v.Receiver.VerdictWhy, "incomplete") || v.Receiver.Messages == 0 {
+		t.Fatalf("exit %d: %+v", r.code, v.Receiver)
+	}
+}
+
+// Strangers: a bare connect+close and a garbage connection before the test, the same
+// and a second sender during it. Each is a stray; the test completes with its own
+// figures, exit 0 on both sides. The second sender's connection is refused as another
+// test's, so it fails (no verdict comes back to it).
+func TestStraysNeverChangeAVerdict(t *testing.T) {
+	r, addr := recvChild(t, "tcp", "--verify", "--idle", "10s")
+	strange := func() {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close() // a port scan or health check
+		}
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Write([]byte("GET / HTTP/1.1\r\nHost: splicegen.example\r\n\r\n and some more garbage bytes"))
+			c.Close()
+		}
+	}
+	strange()
+	time.Sleep(200 * time.Millisecond)
+	s := startCLI(t, nil, "send", "--verify", "--json", "-i", "0", "--pps", "20k", "-n", "40000", "-s", "1000", addr)
+	time.Sleep(500 * time.Millisecond)
+	strange()
+	second := startCLI(t, nil, "send", "--json", "-i", "0", "-n", "1000", "--stall-timeout", "3s", addr)
+	s.wait(t, 30*time.Second)
+	r.wait(t, 10*time.Second)
+	second.wait(t, 10*time.Second)
+	vr, vs := decodeV(t, r.stdout.String()), decodeV(t, s.stdout.String())
+	if r.code != 0 || s.code != 0 || vr.Receiver.Messages != 40000 || vr.Receiver.Messages != vs.Sender.Messages || vs.Sender.Verdict != 0 {
+		t.Fatalf("exit recv %d send %d: receiver %+v sender %+v\n%s", r.code, s.code, vr.Receiver, vs.Sender, s.stderr.String())
+	}
+	st := vr.Receiver.Detail.Stray
+	if st["closed"] < 2 || st["garbage"] < 2 || st["other_test"] < 1 || vr.Receiver.Stray != st["closed"]+st["garbage"]+st["other_test"]+st["silent"]+st["extra"]+st["refused"] {
+		t.Fatalf("strays %+v (total %d)", st, vr.Receiver.Stray)
+	}
+	if second.code != 1 {
+		t.Fatalf("second sender: exit %d %s", second.code, second.stderr.String())
+	}
+}
+
+// Forged datagrams during a UDP test — a data datagram of stream 0 with seq 2^63-1 and
+// an end datagram, neither with the test's id — are strays: no loss, and the test runs
+// its full time (they used to make 9.2e18 lost and to end the test).
+func TestUDPForgedDatagrams(t *testing.T) {
+	r, addr := recvChild(t, "udp", "--verify", "--idle", "5s")
+	s := startCLI(t, nil, "send", "-p", "udp", "--verify", "--json", "-i", "0", "-t", "2s", "--pps", "20k", addr)
+	time.Sleep(500 * time.Millisecond)
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	data := make([]byte, 1472)
+	(&wire.Header{Streams: 1, Length: uint32(len(data) - wire.HeaderLen), Seq: 1<<63 - 1, TestID: 12345}).Put(data)
+	end := make([]byte, wire.EndLen)
+	wire.PutEnd(end, wire.Header{Streams: 1, TestID: 12345}, 1, 1472)
+	garbage := []byte("not a header at all, just bytes on the port")
+	for _, b := range [][]byte{data, end, garbage} {
+		c.Write(b)
+	}
+	s.wait(t, 20*time.Second)
+	r.wait(t, 20*time.Second)
+	v := decodeV(t, r.stdout.String())
+	if r.code != 0 || s.code != 0 || v.Receiver.Lost != 0 || v.Receiver.RealMs < 1800 || v.Receiver.Detail.Stray["other_test"] != 2 || v.Receiver.Detail.Stray["garbage"] != 1 {
+		t.Fatalf("exit recv %d send %d: %+v", r.code, s.code, v.Receiver)
+	}
+}
+
+// 2,000 idle connections before the test: the receiver stays small (each waits for its
+// first header with a few KiB, not a sink buffer) and the real test completes.
+func TestIdleConnectionsBounded(t *testing.T) {
+	r, addr := recvChild(t, "tcp", "--verify", "--idle", "20s")
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for range 2000 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatalf("after %d connections: %v", len(conns), err)
+		}
+		conns = append(conns, c)
+	}
+	time.Sleep(time.Second)
+	rss := vmRSS(t, r.cmd.Process.Pid)
+	s := startCLI(t, nil, "send", "--verify", "--json", "-i", "0", "-n", "2000", addr)
+	s.wait(t, 30*time.Second)
+	r.wait(t, 30*time.Second)
+	v := decodeV(t, r.stdout.String())
+	t.Logf("receiver RSS with 2000 idle connections: %d KiB", rss>>10)
+	if r.code != 0 || s.code != 0 || v.Receiver.Messages != 2000 || rss > 64<<20 {
+		t.Fatalf("exit recv %d send %d, RSS %d KiB: %+v", r.code, s.code, rss>>10, v.Receiver)
+	}
+}
+
+func vmRSS(t *testing.T, pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, _ := strconv.Atoi(f[1])
+			return kb << 10
+		}
+	}
+	t.Fatal("no VmRSS")
+	return 0
+}
+
+// A frozen receiver (SIGSTOP): the sender ends as "peer stalled", exit 1, within its
+// --stall-timeout (it used to block forever with --bytes).
+func TestSenderStallTimeout(t *testing.T) {
+	r, addr := recvChild(t, "tcp")
+	s := startCLI(t, nil, "send", "--json", "-i", "0", "--bytes", "100GiB", "--stall-timeout", "3s", addr)
+	time.Sleep(time.Second)
+	r.cmd.Process.Signal(syscall.SIGSTOP)
+	stopped := time.Now()
+	defer r.cmd.Process.Signal(syscall.SIGCONT)
+	s.wait(t, 15*time.Second)
+	took := time.Since(stopped)
+	v := decodeV(t, s.stdout.String())
+	if s.code != 1 || !v.Sender.Detail.Stalled || !strings.Contains(v.Error, "peer stalled") || took > 8*time.Second {
+		t.Fatalf("exit %d after %v: %s", s.code, took, s.stdout.String())
+	}
+}

@@ -1,0 +1,137 @@
+package gen
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/splicegen/splicegen/proto"
+	"github.com/splicegen/splicegen/wire"
+	"golang.org/x/sys/unix"
+)
+
+// End of test (docs/design.md#end-of-test). Datagram streams send end datagrams; byte
+// streams and message streams send an end frame with their totals, half-close, and wait
+// for the receiver's verdict, so the sender exits with what the receiver saw.
+
+const endRounds = 5
+
+// endDelays space the end datagrams: a receiver whose queue is full when the first
+// arrives (which is when loss happens) gets the later ones.
+var endDelays = [endRounds]time.Duration{0, 2 * time.Millisecond, 10 * time.Millisecond, 50 * time.Millisecond, 200 * time.Millisecond}
+
+// end finishes the test on every stream and records how completeness was proven.
+func (s *Sender) end() error {
+	switch {
+	case s.streams[0].u != nil:
+		s.sendEnds()
+		s.stats.Proof = "end datagrams sent; the receiver counts loss (no verdict comes back over datagrams)"
+		if s.spec.Format != wire.FormatNative {
+			s.stats.Proof = "not provable: the " + s.spec.Format.String() + " format has no end datagram"
+		}
+		return nil
+	case s.spec.Format != wire.FormatNative:
+		for _, st := range s.streams {
+			st.conn.CloseWrite()
+		}
+		s.stats.Proof = "not provable: the " + s.spec.Format.String() + " format has no end frame"
+		return nil
+	}
+	var errs []error
+	for _, st := range s.streams {
+		if !st.partial { // after a cut message an end frame would be garbage: the receiver sees the cut
+			if err := st.sendEnd(); err != nil {
+				errs = append(errs, fmt.Errorf("stream %d: end frame: %w", st.id, err))
+			}
+		}
+		st.conn.CloseWrite()
+	}
+	if !s.streams[0].hello {
+		s.stats.Proof = "not provable: the receiver sent no report (not a splicegen receiver?)"
+		return errors.Join(errs...)
+	}
+	var v wire.Verdict
+	var verr error
+	for _, st := range s.streams { // every stream gets the verdict; read them all (no unread data at close)
+		sv, err := st.readVerdict(s.spec.StallTimeout)
+		if err != nil {
+			verr = cmpErr(verr, fmt.Errorf("stream %d: %w", st.id, err))
+			continue
+		}
+		if sv.TestID != s.spec.TestID {
+			verr = cmpErr(verr, fmt.Errorf("stream %d: the verdict is for test %016x, not ours", st.id, sv.TestID))
+			continue
+		}
+		v = sv
+	}
+	if verr != nil && v.TestID == 0 {
+		s.stats.Proof = "no verdict from the receiver"
+		return errors.Join(append(errs, fmt.Errorf("no verdict from the receiver: %w", verr))...)
+	}
+	s.stats.Receiver = &v
+	s.stats.Proof = "receiver verdict"
+	return errors.Join(errs...)
+}
+
+func cmpErr(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
+}
+
+// sendEnd writes the stream's end frame (on sub-stream 0 when messages rotate).
+func (st *stream) sendEnd() error {
+	var b [wire.EndLen]byte
+	h := wire.Header{Streams: uint16(st.s.spec.Streams), Stream: st.id, TimeNS: time.Now().UnixNano(), TestID: st.s.spec.TestID}
+	wire.PutEnd(b[:], h, st.c.Messages.Load(), st.c.Bytes.Load())
+	if st.lanes > 1 {
+		st.lane = 0
+		if err := st.rc.Control(st.laneFn); err != nil || st.laneErr != nil {
+			return errors.Join(err, st.laneErr)
+		}
+	}
+	// Stop may have set a deadline in the past; the end frame gets the stall timeout.
+	if err := st.conn.SetWriteDeadline(time.Now().Add(st.s.spec.StallTimeout)); err != nil {
+		return err
+	}
+	_, err := st.conn.Write(b[:])
+	return err
+}
+
+// readVerdict reads the receiver's verdict, waiting at most d.
+func (st *stream) readVerdict(d time.Duration) (wire.Verdict, error) {
+	var v wire.Verdict
+	var b [wire.VerdictLen]byte
+	if err := st.conn.SetReadDeadline(time.Now().Add(d)); err != nil {
+		return v, err
+	}
+	if _, err := io.ReadFull(st.conn, b[:]); err != nil {
+		return v, err
+	}
+	return v, wire.ParseVerdict(b[:], &v)
+}
+
+// sendEnds tells a datagram receiver that the test is over: every stream sends its end
+// frame as a datagram endRounds times, spaced by endDelays. Errors are ignored: a
+// receiver that has seen every stream's end closes its socket and the later ones come
+// back ECONNREFUSED. Raw format sends none (the peer is not splicegen): such a receiver
+// ends on --idle.
+func (s *Sender) sendEnds() {
+	if s.spec.Format != wire.FormatNative {
+		return
+	}
+	for _, d := range endDelays {
+		time.Sleep(d)
+		for _, st := range s.streams {
+			var b [wire.EndLen]byte
+			h := wire.Header{Streams: uint16(s.spec.Streams), Stream: st.id, TimeNS: time.Now().UnixNano(), TestID: s.spec.TestID}
+			wire.PutEnd(b[:], h, st.c.Messages.Load(), st.c.Bytes.Load())
+			err := proto.Control(st.rc, func(fd int) error { _, err := unix.Write(fd, b[:]); return err })
+			if err == nil {
+				st.u.ends++
+			}
+		}
+	}
+}
