@@ -39,13 +39,23 @@ func (s *Sender) end() error {
 		return nil
 	}
 	var errs []error
+	_, whole := s.streams[0].conn.(proto.FullCloser)
 	for _, st := range s.streams {
 		if !st.partial { // after a cut message an end frame would be garbage: the receiver sees the cut
 			if err := st.sendEnd(); err != nil {
 				errs = append(errs, fmt.Errorf("stream %d: end frame: %w", st.id, err))
 			}
 		}
-		st.conn.CloseWrite()
+		if !whole || !st.hello { // a half-close: the verdict can still come back
+			st.conn.CloseWrite()
+		}
+	}
+	if whole {
+		defer func() { // now the verdict is in (or given up on)
+			for _, st := range s.streams {
+				st.conn.CloseWrite()
+			}
+		}()
 	}
 	if !s.streams[0].hello {
 		s.stats.Proof = "not provable: the receiver sent no report (not a splicegen receiver?)"

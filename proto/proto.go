@@ -60,6 +60,14 @@ type Laner interface {
 	SetLane(fd uintptr, lane int) error
 }
 
+// FullCloser marks a Conn whose CloseWrite ends both directions: SCTP has no half-open
+// state (RFC 4960 §9.2: SHUTDOWN ends the association once queued data is acknowledged).
+// Its sender reads the receiver's verdict before closing, and its receiver ends a stream
+// at the end frame instead of at EOF.
+type FullCloser interface {
+	CloseWriteEndsBoth()
+}
+
 // MessageReader is a Conn that delivers messages with boundaries and a sub-stream id
 // (SCTP: recvmsg with MSG_EOR and SCTP_RCVINFO). n == 0 with a nil error is EOF.
 type MessageReader interface {

@@ -4,6 +4,7 @@ import (
 	"encoding/csv"
 	"io"
 	"strconv"
+	"strings"
 )
 
 // CSVHeader names the columns of WriteCSV: one row per run, then one per unsupported
@@ -29,8 +30,8 @@ func (f *File) WriteCSV(w io.Writer) error {
 		case r.Error != "":
 			status = "error"
 		}
-		row := []string{status, r.Proto, r.Label(), strconv.Itoa(r.Size), strconv.Itoa(max(r.Streams, 1)),
-			strconv.Itoa(r.Repeat), r.Format, strconv.FormatBool(r.Verify)}
+		row := []string{status, cell(r.Proto), cell(r.Label()), strconv.Itoa(r.Size), strconv.Itoa(max(r.Streams, 1)),
+			strconv.Itoa(r.Repeat), cell(r.Format), strconv.FormatBool(r.Verify)}
 		if s := r.Sender; s != nil {
 			row = append(row, u(s.Bytes), u(s.Messages), fl(s.UsrMs), fl(s.SysMs), fl(s.RealMs), fl(s.CPUMsPerGiB),
 				fl(s.GbitS), fl(s.PPS), strconv.Itoa(s.RingBytes), strconv.Itoa(s.Sndbuf), strconv.Itoa(s.Fallbacks))
@@ -39,20 +40,29 @@ func (f *File) WriteCSV(w io.Writer) error {
 		}
 		if v := r.Receiver; v != nil {
 			row = append(row, u(v.Bytes), u(v.Messages), fl(v.UsrMs), fl(v.SysMs), fl(v.RealMs), fl(v.CPUMsPerGiB),
-				fl(v.GbitS), fl(v.PPS), u(v.Lost), u(v.Reordered), u(v.Duplicate), u(v.Corrupt), fl(v.LossPct), v.Sink)
+				fl(v.GbitS), fl(v.PPS), u(v.Lost), u(v.Reordered), u(v.Duplicate), u(v.Corrupt), fl(v.LossPct), cell(v.Sink))
 		} else {
 			row = append(row, make([]string, 14)...)
 		}
-		cw.Write(append(row, r.Error))
+		cw.Write(append(row, cell(r.Error)))
 	}
 	for _, s := range f.Summary {
 		if !s.Unsupported {
 			continue
 		}
-		row := []string{"unsupported", s.Proto, s.Mode, strconv.Itoa(s.Size), strconv.Itoa(max(s.Streams, 1))}
+		row := []string{"unsupported", cell(s.Proto), cell(s.Mode), strconv.Itoa(s.Size), strconv.Itoa(max(s.Streams, 1))}
 		row = append(row, make([]string, len(CSVHeader)-len(row)-1)...)
-		cw.Write(append(row, s.Reason))
+		cw.Write(append(row, cell(s.Reason)))
 	}
 	cw.Flush()
 	return cw.Error()
+}
+
+// cell neutralises a text cell that a spreadsheet would run as a formula (it starts with
+// =, +, -, @, tab or CR: OWASP's CSV injection advice): a leading ' makes it text.
+func cell(s string) string {
+	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
+		return "'" + s
+	}
+	return s
 }

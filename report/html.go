@@ -44,8 +44,10 @@ type chart struct {
 func esc(s string) string { return html.EscapeString(s) }
 
 // niceStep picks a tick step of 1, 2 or 5 × 10^k giving about n ticks up to max.
+// A value that is not a finite positive number of ordinary size (a hostile or broken
+// results file: 1e-320, +Inf) gets step 1, so the tick loop always ends.
 func niceStep(max float64, n int) float64 {
-	if max <= 0 {
+	if !(max > 1e-300 && max < 1e300) {
 		return 1
 	}
 	raw := max / float64(n)
@@ -68,7 +70,7 @@ func (c *chart) svg(b *bytes.Buffer) {
 	maxV := 0.0
 	for _, s := range c.series {
 		for _, v := range s.vals {
-			if !math.IsNaN(v) && v > maxV {
+			if !math.IsNaN(v) && v > maxV && v < 1e300 {
 				maxV = v
 			}
 		}
@@ -91,7 +93,7 @@ func (c *chart) svg(b *bytes.Buffer) {
 		lx += 26 + 7*len(s.name)
 	}
 	// Grid, y ticks and the y axis title.
-	for t := 0.0; t <= ymax+step/2; t += step {
+	for i, t := 0, 0.0; i <= 20 && t <= ymax+step/2; i, t = i+1, t+step { // about 6 ticks
 		fmt.Fprintf(b, `<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="#e6e6e6"/>`, left, width-right, y(t), y(t))
 		fmt.Fprintf(b, `<text x="%d" y="%.1f" font-size="11" text-anchor="end">%s</text>`, left-6, y(t)+4, esc(c.format(t)))
 	}

@@ -3,6 +3,7 @@ package report
 import (
 	"bytes"
 	"encoding/csv"
+	"encoding/json"
 	"encoding/xml"
 	"io"
 	"math"
@@ -207,5 +208,63 @@ func TestDiff(t *testing.T) {
 	// Two groups (tcp 65536; udp 1472 incl. B's mmsg) × sender CPU, receiver CPU, Gbit/s.
 	if count["svg"] != 6 || count["table"] != 1 {
 		t.Errorf("diff page: svg %d, table %d", count["svg"], count["table"])
+	}
+}
+
+// A results file is input like any other: whatever it holds, reading and rendering it
+// (tables, CSV, HTML, a side-by-side diff, re-summarising its runs) never panics.
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(`{"runs":[null]}`))
+	f.Add([]byte(`{"runs":[{"proto":"udp","mode":"gso","size":64,"sender":{"bytes":1},"receiver":{"lost":5}}],"summary":[{"proto":"udp","mode":"gso","size":64,"runs":1}]}`))
+	f.Add([]byte(`{"summary":[{"proto":"tcp","mode":"splice","size":-1,"streams":-5,"unsupported":true,"reason":"=cmd"}]}`))
+	var full bytes.Buffer
+	sample().writeJSONForTest(&full)
+	f.Add(full.Bytes())
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fl, err := Parse(b)
+		if err != nil {
+			return
+		}
+		WriteTables(io.Discard, fl.Summary)
+		fl.WriteCSV(io.Discard)
+		fl.WriteHTML(io.Discard)
+		for _, r := range fl.Runs {
+			Text(io.Discard, r)
+		}
+		var cells []Cell
+		for _, s := range fl.Summary {
+			cells = append(cells, Cell{Proto: s.Proto, Mode: s.Mode, Size: s.Size, Streams: s.Streams, Unsupported: s.Unsupported, Reason: s.Reason})
+		}
+		sums := Summarize(fl.Runs, cells)
+		WriteTables(io.Discard, sums)
+		d := NewDiff("a", fl, "b", fl)
+		d.WriteText(io.Discard)
+		d.WriteCSV(io.Discard)
+		d.WriteHTML(io.Discard)
+	})
+}
+
+func (f *File) writeJSONForTest(w io.Writer) {
+	json.NewEncoder(w).Encode(f)
+}
+
+// CSV cells a spreadsheet would run as formulas are neutralised.
+func TestCSVNeutralisesFormulas(t *testing.T) {
+	f := &File{Summary: []Summary{{Proto: "tcp", Mode: "gso", Size: 1, Unsupported: true, Reason: "=HYPERLINK(\"http://x\")"}},
+		Runs: []*Run{{Proto: "+tcp", Mode: "@write", Error: "-2+3"}}}
+	var b bytes.Buffer
+	if err := f.WriteCSV(&b); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := csv.NewReader(&b).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, row := range rows[1:] {
+		for _, c := range row {
+			if c != "" && strings.ContainsRune("=+-@", rune(c[0])) {
+				t.Errorf("formula cell %q in %q", c, row)
+			}
+		}
 	}
 }

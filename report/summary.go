@@ -3,7 +3,9 @@ package report
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
+	"path/filepath"
 	"slices"
 )
 
@@ -79,23 +81,67 @@ func ReadFile(name string) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
+	f, err := Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return f, nil
+}
+
+// Parse decodes a results file. A file is input like any other: whatever it holds,
+// rendering it must not panic, so null runs are dropped and sizes bounded (fuzzed).
+func Parse(b []byte) (*File, error) {
 	var f File
 	if err := json.Unmarshal(b, &f); err != nil {
-		return nil, fmt.Errorf("%s: not a compare results file: %v", name, err)
+		return nil, fmt.Errorf("not a compare results file: %v", err)
 	}
 	if f.Summary == nil && f.Runs == nil {
-		return nil, fmt.Errorf("%s: no runs and no summary (want compare --json output)", name)
+		return nil, fmt.Errorf("no runs and no summary (want compare --json output)")
 	}
+	f.Runs = slices.DeleteFunc(f.Runs, func(r *Run) bool { return r == nil })
 	return &f, nil
 }
 
-// WriteFile saves f as indented JSON.
+// WriteFile saves f as indented JSON, atomically.
 func (f *File) WriteFile(name string) error {
-	b, err := json.MarshalIndent(f, "", "  ")
+	return AtomicWrite(name, func(w io.Writer) error {
+		b, err := json.MarshalIndent(f, "", "  ")
+		if err != nil {
+			return err
+		}
+		_, err = w.Write(append(b, '\n'))
+		return err
+	})
+}
+
+// AtomicWrite writes a file through a temporary one in the same directory, synced and
+// renamed over name (rename(2) is atomic): a reader sees the old file or the whole new
+// one, never a part, whatever happens mid-write (full disk, SIGKILL).
+func AtomicWrite(name string, write func(io.Writer) error) (err error) {
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("save %s: %w", name, err)
+		}
+	}()
+	tmp, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".tmp*")
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(name, append(b, '\n'), 0o644)
+	defer os.Remove(tmp.Name()) // gone after the rename; removes a failed write's
+	err = write(tmp)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(tmp.Name(), 0o644)
+	}
+	if err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), name)
 }
 
 // Median is the middle value (the mean of the two middle ones for an even count).

@@ -17,9 +17,12 @@ go vet ./...
 step "go test (host kernel $(uname -r))"
 go test -count=1 -timeout 15m ./...
 
-step "fuzz the header parser and the receive checker (${FUZZTIME:=15s} each)"
-go test -run '^$' -fuzz '^FuzzParseHeader$' -fuzztime "$FUZZTIME" ./wire
-go test -run '^$' -fuzz '^FuzzChecker$' -fuzztime "$FUZZTIME" ./sink
+step "fuzz every decoder a peer or a file can feed (${FUZZTIME:=15s} each)"
+go test -run '^$' -fuzz '^FuzzParseHeader$' -fuzztime "$FUZZTIME" ./wire   # native header
+go test -run '^$' -fuzz '^FuzzDecoders$' -fuzztime "$FUZZTIME" ./wire      # header, report, end frame, verdict, nettest
+go test -run '^$' -fuzz '^FuzzChecker$' -fuzztime "$FUZZTIME" ./sink       # the receive checker on any byte stream
+go test -run '^$' -fuzz '^FuzzParse$' -fuzztime "$FUZZTIME" ./report       # results JSON, rendered every way
+go test -run '^$' -fuzz '^FuzzFindCmsg$' -fuzztime "$FUZZTIME" ./proto     # control messages
 
 step "benchmark smoke: every send loop, 0 allocs/op"
 out=$(go test -run '^$' -bench . -benchtime 300x ./gen)

@@ -27,6 +27,7 @@ func (r *Receiver) drainMessages(mr proto.MessageReader, f first, test uint64) (
 	buf := make([]byte, readBuf)
 	var lanes []*checker
 	var sizes sizeCounts
+	var end *checker // sub-stream 0's checker once the end frame is in
 	cur := 0
 	var err error
 	for i := 0; ; i++ {
@@ -60,10 +61,27 @@ func (r *Receiver) drainMessages(mr proto.MessageReader, f first, test uint64) (
 		}
 		ck.feed(buf[:n])
 		r.progress.Add(uint64(n))
+		if lane == 0 && ck.st.Ended {
+			end = ck
+		}
 		cur += n
 		if eor {
 			sizes.count(cur)
 			cur = 0
+		}
+		// The sender keeps the association open for the verdict (proto.FullCloser), so
+		// the stream ends when the end frame and every message it counts are in: other
+		// sub-streams may deliver after sub-stream 0's end frame.
+		if end != nil && cur == 0 {
+			var got uint64
+			for _, l := range lanes {
+				if l != nil {
+					got += l.st.Messages
+				}
+			}
+			if got >= end.st.SentMessages {
+				break
+			}
 		}
 	}
 	var st StreamStats

@@ -235,6 +235,10 @@ runs:
 			}
 			r.Repeat = rep + 1
 			out.Runs = append(out.Runs, r)
+			if jsonFile != "" { // after every run: a SIGKILL loses at most the run in progress
+				out.Summary = report.Summarize(out.Runs, cells)
+				out.WriteFile(jsonFile) // a failure is reported by the final write
+			}
 			if r.Sender != nil {
 				fmt.Fprintf(stdout, "  run %d/%d %-4s %-9s %6d B%s sender %s  %.0f ms/GiB  %.2f Gbit/s  %.0f pps\n", rep+1, repeat, cell.Proto, cell.Mode, cell.Size,
 					streamsTag(cell.Streams), r.Sender.SeedLine(), r.Sender.CPUMsPerGiB, r.Sender.GbitS, r.Sender.PPS)
@@ -250,19 +254,20 @@ runs:
 	if ctx.Err() != nil {
 		fmt.Fprintf(stdout, "interrupted after %d of %d runs: the files hold what was measured\n", len(out.Runs), total)
 	}
-	if err := writeOutputs(out, jsonFile, csvFile, htmlFile, stdout); err != nil {
-		return exitFailed, err
+	werr := writeOutputs(out, jsonFile, csvFile, htmlFile, stdout)
+	if werr != nil {
+		failed = true
 	}
 	for _, r := range out.Runs {
-		if r.Receiver != nil && r.Verify && (r.Receiver.Corrupt > 0 || plan[r.Proto].plugin.Traits().LossFails && r.Receiver.Lost+r.Receiver.Duplicate > 0) {
-			return exitIntegrity, nil
+		if r.Receiver != nil && r.Receiver.Verdict == exitIntegrity { // the receiver's verdict (sink.Stats.Verdict)
+			return exitIntegrity, werr
 		}
 		if r.Error != "" {
 			failed = true
 		}
 	}
 	if failed || ctx.Err() != nil {
-		return exitFailed, nil
+		return exitFailed, werr
 	}
 	return exitOK, nil
 }

@@ -226,9 +226,10 @@ func hostPort(arg string, needHost bool) (string, error) {
 	return net.JoinHostPort(host, strconv.Itoa(p)), nil
 }
 
-// signalContext is cancelled by SIGINT/SIGTERM: the run stops and still reports.
+// signalContext is cancelled by SIGINT, SIGTERM and SIGHUP (a closed terminal): the run
+// stops and still reports and saves what it measured.
 func signalContext() (context.Context, context.CancelFunc) {
-	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 }
 
 // sinkProgress is a side's running totals (the sender fills bytes and messages).

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -10,39 +11,30 @@ import (
 	"golang.org/x/term"
 )
 
-// writeOutputs saves the results files that were asked for (compare and report).
+// writeOutputs saves the results files that were asked for (compare and report), each
+// atomically and on its own: one that cannot be written never costs another.
 func writeOutputs(f *report.File, jsonFile, csvFile, htmlFile string, stdout io.Writer) error {
-	if jsonFile != "" {
-		if err := f.WriteFile(jsonFile); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "saved %s\n", jsonFile)
-	}
+	var errs []error
 	for _, o := range []struct {
 		name  string
 		write func(io.Writer) error
-	}{{csvFile, f.WriteCSV}, {htmlFile, f.WriteHTML}} {
+	}{{jsonFile, nil}, {csvFile, f.WriteCSV}, {htmlFile, f.WriteHTML}} {
 		if o.name == "" {
 			continue
 		}
-		if err := writeTo(o.name, o.write); err != nil {
-			return err
+		var err error
+		if o.write == nil {
+			err = f.WriteFile(o.name)
+		} else {
+			err = report.AtomicWrite(o.name, o.write)
+		}
+		if err != nil {
+			errs = append(errs, err)
+			continue
 		}
 		fmt.Fprintf(stdout, "saved %s\n", o.name)
 	}
-	return nil
-}
-
-func writeTo(name string, write func(io.Writer) error) error {
-	fh, err := os.Create(name)
-	if err != nil {
-		return err
-	}
-	if err := write(fh); err != nil {
-		fh.Close()
-		return err
-	}
-	return fh.Close()
+	return errors.Join(errs...)
 }
 
 // progress shows "cell i of N, elapsed, estimate" on a terminal (stderr, one line

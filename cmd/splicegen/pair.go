@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/splicegen/splicegen/proto"
@@ -57,6 +59,11 @@ const (
 // waits for a receiver whose sender is gone: the receiver is interrupted (and killed if
 // it does not stop), and the sender's error is returned.
 func runPair(ctx context.Context, exe string, c *common, ps pairSpec, cpuSnd, cpuRcv string) (*report.Run, error) {
+	// The children get SIGKILL when the thread that forked them dies (PR_SET_PDEATHSIG,
+	// prctl(2): it follows the thread, not the process), so this goroutine keeps its
+	// thread until both are reaped.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	plugin, err := proto.Lookup(ps.proto)
 	if err != nil {
 		return nil, err
@@ -140,5 +147,6 @@ func child(ctx context.Context, exe string, args []string, stdout, stderr *bytes
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 	cmd.WaitDelay = killAfterInt
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // no child outlives compare
 	return cmd
 }

@@ -48,7 +48,7 @@ func cmdReport(args []string, stdout, stderr io.Writer) (int, error) {
 		if o.name == "" {
 			continue
 		}
-		if err := writeTo(o.name, o.write); err != nil {
+		if err := report.AtomicWrite(o.name, o.write); err != nil {
 			return exitFailed, err
 		}
 		stdout.Write([]byte("saved " + o.name + "\n"))

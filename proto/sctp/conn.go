@@ -86,6 +86,9 @@ func sockaddrToAddr(sa unix.Sockaddr) net.Addr {
 	return nil
 }
 
+// CloseWriteEndsBoth marks SCTP as a proto.FullCloser: shutdown(2) is not a half-close.
+func (c *Conn) CloseWriteEndsBoth() {}
+
 // CloseWrite starts SCTP's graceful shutdown (shutdown(2) SHUT_WR sends SHUTDOWN once
 // all queued data is acknowledged; the peer reads EOF).
 func (c *Conn) CloseWrite() error {
