@@ -31,11 +31,14 @@ func (s *Sender) end() error {
 			s.stats.Proof = "not provable: the " + s.spec.Format.String() + " format has no end datagram"
 		}
 		return nil
-	case s.spec.Format != wire.FormatNative:
+	case s.spec.Format != wire.FormatNative || s.stalled.Load():
 		for _, st := range s.streams {
 			st.conn.CloseWrite()
 		}
 		s.stats.Proof = "not provable: the " + s.spec.Format.String() + " format has no end frame"
+		if s.stalled.Load() { // a frozen receiver sends no verdict: do not wait for one
+			s.stats.Proof = "not provable: the peer stalled"
+		}
 		return nil
 	}
 	var errs []error

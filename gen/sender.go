@@ -146,11 +146,14 @@ func NewSender(spec Spec, dial Dialer) (*Sender, error) {
 // Stop asks every stream to finish after its current message. A stream stuck on a full
 // socket (receiver stalled) gets one second of grace, then its write deadline fires; the
 // unfinished message is not counted.
-func (s *Sender) Stop() {
+func (s *Sender) Stop() { s.stopAfter(time.Second) }
+
+// stopAfter stops with a grace of d for a stream stuck on a full socket.
+func (s *Sender) stopAfter(d time.Duration) {
 	if s.stop.Swap(true) {
 		return
 	}
-	dl := time.Now().Add(time.Second)
+	dl := time.Now().Add(d)
 	for _, st := range s.streams {
 		st.conn.SetWriteDeadline(dl)
 	}
@@ -239,7 +242,7 @@ func (s *Sender) watchStall(done <-chan struct{}) {
 			for _, st := range s.streams {
 				if w := st.waitSince.Load(); w != 0 && now.UnixNano()-w > limit {
 					s.stalled.Store(true)
-					s.Stop()
+					s.stopAfter(0) // it has waited the whole stall timeout already
 					return
 				}
 			}
