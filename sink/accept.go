@@ -30,22 +30,95 @@ import (
 // goroutine, a socket and a 48-byte buffer: a few KiB).
 const maxPending = 4096
 
-// Receiver runs one test on a listener.
+// acceptor accepts connections and admits them (report sent, first header read) for as
+// long as the endpoint is open, between tests too; the current test's Receiver takes the
+// admitted ones.
+type acceptor struct {
+	ln       proto.Listener
+	cfg      Config
+	admitted chan first
+	errc     chan error
+	quit     chan struct{}
+	once     sync.Once
+	mu       sync.Mutex
+	waiting  map[proto.Conn]bool // accepted, not yet taken by a test
+	pending  atomic.Int64
+	strays   strayCounts
+}
+
+func newAcceptor(ln proto.Listener, cfg Config) *acceptor {
+	a := &acceptor{ln: ln, cfg: cfg, admitted: make(chan first), errc: make(chan error, 1),
+		quit: make(chan struct{}), waiting: map[proto.Conn]bool{}}
+	go a.loop()
+	return a
+}
+
+// loop accepts until the listener fails. Running out of file descriptors is not the end
+// of a test (the connection waits in the backlog): it backs off and retries.
+func (a *acceptor) loop() {
+	for {
+		c, err := a.ln.Accept()
+		if err != nil {
+			if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) || errors.Is(err, syscall.ECONNABORTED) {
+				a.strays.refused.Add(1)
+				select {
+				case <-a.quit:
+					return
+				case <-time.After(50 * time.Millisecond):
+				}
+				continue
+			}
+			a.errc <- err
+			return
+		}
+		if a.pending.Load() >= maxPending {
+			c.Close()
+			a.strays.refused.Add(1)
+			continue
+		}
+		a.pending.Add(1)
+		a.mu.Lock()
+		a.waiting[c] = true
+		a.mu.Unlock()
+		go func() {
+			f := a.admit(c)
+			select {
+			case a.admitted <- f:
+			case <-a.quit:
+				c.Close()
+			}
+		}()
+	}
+}
+
+// take marks an admitted connection as the test's (or a stray's) to close.
+func (a *acceptor) take(f first) {
+	a.pending.Add(-1)
+	a.mu.Lock()
+	delete(a.waiting, f.c)
+	a.mu.Unlock()
+}
+
+func (a *acceptor) close() error {
+	var err error
+	a.once.Do(func() {
+		close(a.quit)
+		err = a.ln.Close()
+		a.mu.Lock()
+		for c := range a.waiting {
+			c.Close()
+		}
+		a.mu.Unlock()
+	})
+	return err
+}
+
+// Receiver runs one test on an endpoint's acceptor.
 type Receiver struct {
 	cfg       Config
 	lossFails bool
-	ln        proto.Listener
+	acc       *acceptor
 	progress  atomic.Uint64 // bytes, all streams
-	strays    strayCounts
-}
-
-// NewReceiver receives one test on ln (which it closes); cfg must have passed Check.
-// lossFails is the protocol's trait: a sequence gap is an integrity failure.
-func NewReceiver(cfg Config, ln proto.Listener, lossFails bool) *Receiver {
-	if cfg.Idle == 0 {
-		cfg.Idle = 30 * time.Second
-	}
-	return &Receiver{cfg: cfg, ln: ln, lossFails: lossFails}
 }
 
 // Progress is the bytes received so far.
@@ -68,29 +141,22 @@ type result struct {
 	err error
 }
 
-// Run accepts connections and drains the test's until every expected stream has ended,
+// Run drains the test's admitted connections until every expected stream has ended,
 // ctx ends (interrupt: what arrived is still reported) or the test goes idle. started is
-// called when the first stream is admitted: the measurement window opens there.
+// called when the first stream is admitted: the measurement window opens there. Strays
+// seen while it runs (or since the previous test) are counted in its stats.
 func (r *Receiver) Run(ctx context.Context, started func()) (*Stats, error) {
-	accepted := make(chan proto.Conn)
-	acceptErr := make(chan error, 1)
-	quit := make(chan struct{})
-	defer close(quit)
-	go r.acceptLoop(accepted, acceptErr, quit)
-	defer r.ln.Close()
-
+	a := r.acc
+	base := a.strays.snapshot()
 	var (
 		mu       sync.Mutex
-		waiting  = map[proto.Conn]bool{} // accepted, not yet admitted
-		open     []proto.Conn            // admitted
-		admitted = make(chan first)
+		open     []proto.Conn // admitted
 		results  = make(chan result)
 		stats    = &Stats{Sink: r.cfg.Sink}
 		test     uint64
 		expected = r.cfg.Streams
 		streams  = map[uint32]bool{}
 		begin    time.Time
-		pending  int
 		running  int
 		errs     []error
 	)
@@ -101,22 +167,16 @@ func (r *Receiver) Run(ctx context.Context, started func()) (*Stats, error) {
 		}
 		mu.Unlock()
 	}
-	defer func() { // connections still waiting for admission when the test is over
-		mu.Lock()
-		for c := range waiting {
-			c.Close()
-		}
-		mu.Unlock()
-	}()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	var lastBytes uint64
 	idleSince := time.Now()
 	stopping := false
+	errc := a.errc // nil once its error is taken (a nil channel never delivers)
 	finish := func() (*Stats, error) {
 		stats.Real = time.Since(begin)
 		stats.Expected = max(expected, 1)
-		stats.Strays = r.strays.snapshot()
+		stats.Strays = a.strays.snapshot().minus(base)
 		code, why := stats.Verdict(r.cfg, r.lossFails)
 		stats.Code, stats.Why = code, why
 		if r.cfg.Format == wire.FormatNative {
@@ -127,28 +187,8 @@ func (r *Receiver) Run(ctx context.Context, started func()) (*Stats, error) {
 	}
 	for {
 		select {
-		case c := <-accepted:
-			if stopping || pending >= maxPending {
-				c.Close()
-				r.strays.refused.Add(1)
-				continue
-			}
-			pending++
-			mu.Lock()
-			waiting[c] = true
-			mu.Unlock()
-			go func() {
-				f := r.admit(c)
-				select {
-				case admitted <- f:
-				case <-quit:
-				}
-			}()
-		case f := <-admitted:
-			pending--
-			mu.Lock()
-			delete(waiting, f.c)
-			mu.Unlock()
+		case f := <-a.admitted:
+			a.take(f)
 			if f.err != nil {
 				f.c.Close()
 				f.kind.Add(1)
@@ -170,11 +210,11 @@ func (r *Receiver) Run(ctx context.Context, started func()) (*Stats, error) {
 				switch {
 				case f.h.TestID != test:
 					f.c.Close()
-					r.strays.otherTest.Add(1)
+					a.strays.otherTest.Add(1)
 					continue
 				case streams[id] || int(id) >= expected:
 					f.c.Close()
-					r.strays.extra.Add(1)
+					a.strays.extra.Add(1)
 					continue
 				}
 			} else if expected == 0 {
@@ -182,7 +222,7 @@ func (r *Receiver) Run(ctx context.Context, started func()) (*Stats, error) {
 			}
 			if len(streams) >= expected {
 				f.c.Close()
-				r.strays.extra.Add(1)
+				a.strays.extra.Add(1)
 				continue
 			}
 			streams[id] = true
@@ -210,16 +250,20 @@ func (r *Receiver) Run(ctx context.Context, started func()) (*Stats, error) {
 			if running == 0 && (stopping || len(stats.Streams) >= expected) {
 				return finish()
 			}
-		case err := <-acceptErr:
-			if !stopping && begin.IsZero() {
+		case err := <-errc:
+			errc = nil
+			a.errc <- err // a later test (--keep) sees it too
+			if begin.IsZero() {
 				return stats, err
 			}
 			if !stopping {
 				errs = append(errs, err)
+				stopping = true
+				closeAll()
 			}
 		case <-ctx.Done():
 			if begin.IsZero() {
-				stats.Strays = r.strays.snapshot()
+				stats.Strays = a.strays.snapshot().minus(base)
 				return stats, ctx.Err()
 			}
 			if !stopping {
@@ -246,36 +290,9 @@ func (r *Receiver) Run(ctx context.Context, started func()) (*Stats, error) {
 	}
 }
 
-// acceptLoop accepts until the listener fails. Running out of file descriptors is not
-// the end of the test (the connection waits in the backlog): it backs off and retries.
-func (r *Receiver) acceptLoop(out chan<- proto.Conn, errc chan<- error, quit <-chan struct{}) {
-	for {
-		c, err := r.ln.Accept()
-		if err != nil {
-			if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) || errors.Is(err, syscall.ECONNABORTED) {
-				r.strays.refused.Add(1)
-				select {
-				case <-quit:
-					return
-				case <-time.After(50 * time.Millisecond):
-				}
-				continue
-			}
-			errc <- err
-			return
-		}
-		select {
-		case out <- c:
-		case <-quit:
-			c.Close()
-			return
-		}
-	}
-}
-
 // admit sends the receiver's report and reads the connection's first header (native,
 // nettest) or first byte (raw), waiting --idle at most.
-func (r *Receiver) admit(c proto.Conn) first {
+func (r *acceptor) admit(c proto.Conn) first {
 	f := first{c: c}
 	if r.cfg.Format == wire.FormatNative {
 		// The splice sink's pipe holds the sender's pages too (on loopback) until

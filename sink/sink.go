@@ -86,31 +86,39 @@ type Progress struct {
 	Bytes, Messages, Lost uint64
 }
 
-// Open makes the receiving end of one test for the protocol: a listener for byte streams
-// and messages, one bound socket for datagrams, on addr or on the inherited socket fd
-// (fd >= 0: compare's children). cfg must have passed Check.
-func Open(p proto.Plugin, cfg Config, o proto.Options, addr string, fd int) (Runner, error) {
+// Endpoint is a protocol's receiving end — a listener for byte streams and messages,
+// one bound socket for datagrams — serving one test, or test after test (recv --keep).
+type Endpoint struct {
+	cfg       Config
+	lossFails bool
+	pc        proto.PacketConn // datagrams
+	acc       *acceptor        // byte streams and messages
+}
+
+// Open makes the receiving end on addr, or on the inherited socket fd (fd >= 0:
+// compare's children). cfg must have passed Check. Connections are accepted and
+// admitted from here on, between tests too.
+func Open(p proto.Plugin, cfg Config, o proto.Options, addr string, fd int) (*Endpoint, error) {
+	if cfg.Idle == 0 {
+		cfg.Idle = 30 * time.Second
+	}
+	e := &Endpoint{cfg: cfg, lossFails: p.Traits().LossFails}
 	var f *os.File
 	if fd >= 0 {
 		f = os.NewFile(uintptr(fd), "inherited socket")
 		defer f.Close() // the plugins dup it
 	}
+	var err error
 	if pp, ok := p.(proto.PacketPlugin); ok {
 		o.GRO = cfg.GRO
-		var pc proto.PacketConn
-		var err error
 		if f != nil {
-			pc, err = pp.FilePacketConn(f, o)
+			e.pc, err = pp.FilePacketConn(f, o)
 		} else {
-			pc, err = pp.ListenPacket(addr, o)
+			e.pc, err = pp.ListenPacket(addr, o)
 		}
-		if err != nil {
-			return nil, err
-		}
-		return NewDgramReceiver(cfg, pc), nil
+		return e, err
 	}
 	var ln proto.Listener
-	var err error
 	if f != nil {
 		ln, err = p.FileListener(f, o)
 	} else {
@@ -119,7 +127,24 @@ func Open(p proto.Plugin, cfg Config, o proto.Options, addr string, fd int) (Run
 	if err != nil {
 		return nil, err
 	}
-	return NewReceiver(cfg, ln, p.Traits().LossFails), nil
+	e.acc = newAcceptor(ln, cfg)
+	return e, nil
+}
+
+// Test is the receiver of the endpoint's next test.
+func (e *Endpoint) Test() Runner {
+	if e.pc != nil {
+		return &DgramReceiver{cfg: e.cfg, pc: e.pc, gro: e.pc.GRO()}
+	}
+	return &Receiver{cfg: e.cfg, lossFails: e.lossFails, acc: e.acc}
+}
+
+// Close closes the socket; connections still waiting for admission are closed too.
+func (e *Endpoint) Close() error {
+	if e.pc != nil {
+		return e.pc.Close()
+	}
+	return e.acc.close()
 }
 
 // Stats are a whole receive's figures.
@@ -155,6 +180,11 @@ type strayCounts struct {
 
 func (c *strayCounts) snapshot() Strays {
 	return Strays{c.closed.Load(), c.silent.Load(), c.garbage.Load(), c.otherTest.Load(), c.extra.Load(), c.refused.Load()}
+}
+
+func (s Strays) minus(b Strays) Strays {
+	return Strays{s.Closed - b.Closed, s.Silent - b.Silent, s.Garbage - b.Garbage, s.OtherTest - b.OtherTest,
+		s.Extra - b.Extra, s.Refused - b.Refused}
 }
 
 // Total is every stray counted.

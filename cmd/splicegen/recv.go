@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"time"
@@ -19,6 +20,7 @@ type recvJob struct {
 	opts     proto.Options
 	addr     string
 	listenFD int
+	keep     bool
 }
 
 // parseRecv is the one parser of recv's flags. done: help was printed.
@@ -32,6 +34,7 @@ func parseRecv(args []string, stdout io.Writer) (j *recvJob, done bool, err erro
 	c.fs.StringVarP(&c.size, "size", "s", "", "message size (needed for --format nettest/raw; native learns it)")
 	c.fs.DurationVar(&cfg.Idle, "idle", 30*time.Second, "end a started test when nothing arrives for this long")
 	c.fs.DurationVar(&cfg.Stall, "stall", 0, "sleep this long after every read (a slow reader; the page-reuse proof)")
+	c.fs.BoolVar(&j.keep, "keep", false, "serve test after test until interrupted (one result each; exit status: the worst verdict)")
 	c.fs.IntVar(&j.listenFD, "listen-fd", -1, "use this inherited listening socket (compare's children)")
 	c.fs.MarkHidden("listen-fd")
 	c.fs.Lookup("streams").DefValue = "0"
@@ -90,16 +93,41 @@ func cmdRecv(args []string, stdout, stderr io.Writer) (int, error) {
 	if done || err != nil {
 		return 0, err
 	}
-	c, cfg, t := j.c, j.cfg, j.plugin.Traits()
-	rcv, err := sink.Open(j.plugin, cfg, j.opts, j.addr, j.listenFD)
+	ep, err := sink.Open(j.plugin, j.cfg, j.opts, j.addr, j.listenFD)
 	if err != nil {
 		return exitFailed, err
 	}
-	if err := c.pin(); err != nil {
-		return 0, err // rcv's socket closes at exit
+	defer ep.Close()
+	if err := j.c.pin(); err != nil {
+		return 0, err
 	}
 	ctx, cancel := signalContext()
 	defer cancel()
+	if !j.keep {
+		return j.test(ctx, ep.Test(), stdout)
+	}
+	// --keep: test after test until interrupted; the exit status is the worst verdict
+	// (3 over 1 over 0) of the tests that ran.
+	worst := exitOK
+	for ctx.Err() == nil {
+		code, err := j.test(ctx, ep.Test(), stdout)
+		if err != nil && ctx.Err() != nil {
+			break // interrupted while waiting for the next test: nothing measured, no error
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "splicegen recv: %s\n", oneLine(err))
+			return max(worst, exitFailed), nil
+		}
+		if code == exitIntegrity || worst != exitIntegrity && code > worst {
+			worst = code
+		}
+	}
+	return worst, nil
+}
+
+// test receives one test and prints its result.
+func (j *recvJob) test(ctx context.Context, rcv sink.Runner, stdout io.Writer) (int, error) {
+	c, cfg, t := j.c, j.cfg, j.plugin.Traits()
 	var u0 report.Usage
 	stop := make(chan struct{})
 	every := defaultInterval(c.interval, 0, c.json, stdout)
@@ -119,7 +147,7 @@ func cmdRecv(args []string, stdout, stderr io.Writer) (int, error) {
 		u1.At = u0.At.Add(st.Real) // the data's time: not an --idle wait or lingering end datagrams
 	}
 	tot := st.Totals()
-	r := &report.Run{Proto: c.proto, Size: tot.MsgSize, Streams: len(st.Streams), Format: cfg.Format.String(),
+	r := &report.Run{Proto: t.Name, Size: tot.MsgSize, Streams: len(st.Streams), Format: cfg.Format.String(),
 		Verify: cfg.Verify, Interrupted: ctx.Err() != nil}
 	v := &report.Receiver{Lost: tot.Lost, Reordered: tot.Reordered, Duplicate: tot.Duplicate, Corrupt: tot.Corrupt,
 		Unverified: tot.Unverified, Truncated: tot.Truncated, Late: tot.Late, Sink: cfg.Sink, Detail: st,
