@@ -159,6 +159,14 @@ func (s *Sender) stopAfter(d time.Duration) {
 	}
 }
 
+// NoReport reports that a native byte-stream or message receiver sent no receiver
+// report within 2 s: it is not splicegen (nc, socat), the ring was sized for the worst
+// case, and no verdict will come.
+func (s *Sender) NoReport() bool {
+	st := s.streams[0]
+	return s.spec.Format == wire.FormatNative && st.u == nil && !st.hello
+}
+
 // Progress returns the bytes and messages sent so far (for interval lines).
 func (s *Sender) Progress() (bytes, messages uint64) {
 	for _, st := range s.streams {

@@ -118,6 +118,9 @@ func (s *Spec) Validate() error {
 	if s.Batch < 0 || s.Batch > 1024 {
 		return proto.Usagef("--batch %d out of range 1..1024", s.Batch)
 	}
+	if s.Batch > 0 && s.Mode != ModeMmsg && s.Mode != ModeGSO {
+		return proto.Usagef("--batch applies to --mode mmsg and gso only (mode %s sends one message per call)", s.Mode)
+	}
 	if s.IO == "block" && s.Mode == ModeZerocopy {
 		return proto.Usagef("--io block does not support --mode zerocopy (completions are waited for in the poller)")
 	}

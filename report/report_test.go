@@ -77,8 +77,8 @@ func TestWriteTables(t *testing.T) {
 	out := b.String()
 	for _, want := range []string{
 		"tcp splice (median of 3):\n  sender:   usr=0.010s, sys=0.310s, real=1.000s",
-		"mode           size      snd ms/GiB      rcv ms/GiB      snd sys ms    Gbit/s  corrupt",
-		"splice        65536       320 ±  5%             210             310     25.00        0",
+		"mode           size      snd ms/GiB      rcv ms/GiB      snd sys ms rcv Gbit/s  corrupt",
+		"splice        65536       320 ±  5%             210             310      25.00        0",
 		`gso           65536   unsupported: mode "gso" is not implemented for tcp`,
 		"write-hot/splice: sender sys 0.77x, sender CPU per GiB 0.78x, receiver CPU per GiB 0.71x",
 		"gso        1472       800000       800000    0.500",

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -43,6 +44,7 @@ usage:
   splicegen compare [flags]               side-by-side runs on loopback (matrix, table, JSON/CSV/HTML)
   splicegen report  [flags] R.json [B.json]  re-render saved results; two files: side by side with ratios
   splicegen probe                         what this kernel supports
+  splicegen --version                     version and source revision
 
 Run "splicegen COMMAND --help" for a command's flags.
 `
@@ -74,12 +76,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return exitOK
+	case "--version", "version":
+		fmt.Fprintln(stdout, version())
+		return exitOK
 	case "report":
 		code, err = cmdReport(args[1:], stdout, stderr)
 	case "server":
 		err = usagef("%s is not implemented yet", args[0])
 	default:
-		err = usagef("unknown command %q (want send, recv, compare, report or probe)", args[0])
+		err = usagef("unknown command %q (want send, recv, compare, report, probe or --version)", args[0])
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "splicegen %s: %s\n", args[0], oneLine(err))
@@ -133,7 +138,8 @@ func newCommon(name string) *common {
 	c.fs.StringVar(&c.sndbuf, "sndbuf", "", "SO_SNDBUF request (locks autotuning), e.g. 512k")
 	c.fs.StringVar(&c.rcvbuf, "rcvbuf", "", "SO_RCVBUF request (locks autotuning), e.g. 4M")
 	c.fs.StringVar(&c.cpu, "cpu", "", "pin the process to these CPUs, e.g. 0 or 0-1")
-	c.fs.DurationVarP(&c.interval, "interval", "i", -1, "interval lines (default 1s on a TTY for runs over 2s; 0 turns them off)")
+	c.fs.DurationVarP(&c.interval, "interval", "i", -1, "interval lines, e.g. 1s (0 turns them off)")
+	c.fs.Lookup("interval").DefValue = "1s on a terminal for runs over 2s, else off"
 	c.fs.BoolVar(&c.nodelay, "nodelay", false, "TCP_NODELAY / SCTP_NODELAY (Nagle stays on by default, as in the seed)")
 	c.fs.BoolVar(&c.nodelay, "sctp-nodelay", false, "SCTP_NODELAY (same as --nodelay)")
 	c.fs.IntVar(&c.lanes, "sctp-streams", 1, "SCTP: rotate messages over this many stream ids (message seq on id seq % N)")
@@ -201,6 +207,9 @@ func (c *common) pin() error {
 
 // hostPort checks HOST[:PORT] and fills in the default port.
 func hostPort(arg string, needHost bool) (string, error) {
+	if _, err := strconv.Atoi(arg); err == nil && !needHost {
+		arg = ":" + arg // recv 6900: a port alone (no host is all digits)
+	}
 	host, port, err := net.SplitHostPort(arg)
 	if err != nil {
 		if strings.Count(arg, ":") > 1 && !strings.HasPrefix(arg, "[") {
@@ -220,7 +229,7 @@ func hostPort(arg string, needHost bool) (string, error) {
 	}
 	if host != "" && net.ParseIP(host) == nil {
 		if _, err := net.LookupHost(host); err != nil {
-			return "", usagef("address %q: cannot resolve host %q", arg, host)
+			return "", usagef("address %q: cannot resolve host %q (a port alone is written :PORT)", arg, host)
 		}
 	}
 	return net.JoinHostPort(host, strconv.Itoa(p)), nil
@@ -294,4 +303,32 @@ func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// version is the module version and the VCS revision the binary was built from
+// (runtime/debug build info: go build in a git clone records it; go install @version
+// records the module version).
+func version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "splicegen (no build info)"
+	}
+	v := "splicegen " + bi.Main.Version
+	var rev, when, dirty string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.time":
+			when = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				dirty = " (modified)"
+			}
+		}
+	}
+	if rev == "" {
+		return v + ", revision unknown (built without VCS information), " + bi.GoVersion
+	}
+	return fmt.Sprintf("%s, revision %s%s, %s, %s", v, rev, dirty, when, bi.GoVersion)
 }

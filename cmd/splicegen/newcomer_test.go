@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -40,5 +42,58 @@ func TestRecvKeep(t *testing.T) {
 		if r.code != 0 || n != 3 || strings.Contains(r.stderr.String(), "error") {
 			t.Fatalf("%s: exit %d, %d results, stderr %q", p, r.code, n, r.stderr.String())
 		}
+	}
+}
+
+// Every command's help, held against testdata/help/*.txt (UPDATE_GOLDEN=1 rewrites them):
+// a flag added, renamed or described differently shows up in review.
+func TestHelpGolden(t *testing.T) {
+	for _, cmd := range [][]string{{"--help"}, {"send", "--help"}, {"recv", "--help"}, {"compare", "--help"}, {"report", "--help"}, {"probe", "--help"}} {
+		r := runArgs(cmd...)
+		if r.code != 0 || r.stderr != "" {
+			t.Fatalf("%q: exit %d %q", cmd, r.code, r.stderr)
+		}
+		name := filepath.Join("testdata", "help", strings.TrimPrefix(cmd[0], "--")+".txt")
+		if os.Getenv("UPDATE_GOLDEN") == "1" {
+			os.MkdirAll(filepath.Dir(name), 0o755)
+			os.WriteFile(name, []byte(r.stdout), 0o644)
+			continue
+		}
+		want, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.stdout != string(want) {
+			t.Errorf("%q help differs from %s (UPDATE_GOLDEN=1 go test -run TestHelpGolden rewrites it):\n%s", cmd, name, r.stdout)
+		}
+	}
+	for file, words := range map[string][]string{"send": {"zerocopy", "--stall-timeout"}, "recv": {"--keep"}, "help": {"--version"}} {
+		b, _ := os.ReadFile(filepath.Join("testdata", "help", file+".txt"))
+		for _, w := range words {
+			if !strings.Contains(string(b), w) {
+				t.Errorf("%s help lacks %s", file, w)
+			}
+		}
+	}
+}
+
+// The rough edges a newcomer hit: protocol names in any case (the report says udp),
+// recv with a bare port, --batch where it means nothing, --version.
+func TestNewcomerEdges(t *testing.T) {
+	snd, rcv := pairProto(t, "udp", []string{"--json"}, []string{"-p", "UDP", "--json", "-n", "100"})
+	if snd.code != 0 || rcv.code != 0 || !strings.Contains(snd.stdout, `"proto": "udp"`) {
+		t.Fatalf("-p UDP: exit %d/%d %s %s", snd.code, rcv.code, snd.stderr, snd.stdout)
+	}
+	if a, err := hostPort("6900", false); err != nil || a != ":6900" {
+		t.Fatalf("recv 6900: %q %v", a, err)
+	}
+	if r := runArgs("recv", "--idle", "1ms", "no-such-host.invalid"); r.code != 2 || !strings.Contains(r.stderr, ":PORT") {
+		t.Fatalf("bad host: exit %d %q", r.code, r.stderr)
+	}
+	if r := runArgs("send", "--batch", "8", "127.0.0.1:9"); r.code != 2 || !strings.Contains(r.stderr, "--batch applies to") {
+		t.Fatalf("--batch on splice: exit %d %q", r.code, r.stderr)
+	}
+	if r := runArgs("--version"); r.code != 0 || !strings.HasPrefix(r.stdout, "splicegen ") {
+		t.Fatalf("--version: exit %d %q", r.code, r.stdout)
 	}
 }

@@ -50,6 +50,7 @@ func parseRecv(args []string, stdout io.Writer) (j *recvJob, done bool, err erro
 		return nil, false, err
 	}
 	t := j.plugin.Traits()
+	c.proto = t.Name // -p UDP is udp, in the report too
 	if j.opts, err = c.options(t); err != nil {
 		return nil, false, err
 	}

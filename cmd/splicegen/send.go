@@ -58,6 +58,7 @@ func parseSend(args []string, stdout io.Writer) (j *sendJob, done bool, err erro
 		return nil, false, err
 	}
 	t := j.plugin.Traits()
+	c.proto = t.Name // -p UDP is udp, in the report too
 	if j.opts, err = c.options(t); err != nil {
 		return nil, false, err
 	}
@@ -155,6 +156,9 @@ func cmdSend(args []string, stdout, stderr io.Writer) (int, error) {
 		return 0, err
 	}
 	defer s.Close()
+	if s.NoReport() {
+		fmt.Fprintln(stderr, "splicegen send: notice: no receiver report within 2s: the peer is not a splicegen receiver (use --format raw for plain sinks); ring sized for the worst case, completeness not provable")
+	}
 
 	stop := make(chan struct{})
 	go intervals(stdout, defaultInterval(c.interval, spec.Duration, c.json, stdout), stop, false, func() sinkProgress {
