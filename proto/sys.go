@@ -116,6 +116,34 @@ func ReadBuffers(c syscall.Conn) (Buffers, error) {
 	return b, err
 }
 
+// Autotuned reads the buffers of a socket whose kernel autotunes them (TCP, SCTP) and
+// fills in their bounds: without a lock (o.SndBuf/o.RcvBuf 0), the send buffer may grow
+// to wmem[2] and the receive buffer to rmem[2] (the sysctls named, "net/ipv4/tcp_wmem"
+// say; def when they cannot be read); a receiver on this host may queue up to
+// max(rmem[2], 2*rmem_max) — its autotune limit, or the most an explicit SO_RCVBUF can
+// get (socket(7): the kernel doubles it).
+func Autotuned(c syscall.Conn, o Options, wmemName, rmemName string, defW, defR [3]int) (Buffers, error) {
+	b, err := ReadBuffers(c)
+	if err != nil {
+		return b, err
+	}
+	wmem, err1 := Sysctl3(wmemName)
+	rmem, err2 := Sysctl3(rmemName)
+	rmemMax, err3 := Sysctl("net/core/rmem_max")
+	if err1 != nil || err2 != nil || err3 != nil {
+		wmem, rmem, rmemMax = defW, defR, 4<<20 // this machine's defaults (docs/kernel.md#page-reuse)
+	}
+	b.SndBufMax, b.RcvBufMax = b.SndBuf, b.RcvBuf
+	if o.SndBuf == 0 {
+		b.SndBufMax = max(b.SndBuf, wmem[2])
+	}
+	if o.RcvBuf == 0 {
+		b.RcvBufMax = max(b.RcvBuf, rmem[2])
+	}
+	b.PeerRcvBufMax = max(rmem[2], 2*rmemMax)
+	return b, nil
+}
+
 // Sysctl3 reads a three-value sysctl such as net/ipv4/tcp_wmem ("min default max").
 func Sysctl3(name string) ([3]int, error) {
 	var v [3]int

@@ -658,3 +658,25 @@ func TestEndpointError(t *testing.T) {
 		}
 	}
 }
+
+// A plugin adopting an inherited socket (compare's children) refuses one of the other
+// kind: a TCP listener from a UDP socket, a UDP socket from a TCP listener.
+func TestFileAdoptionRefusesOtherKinds(t *testing.T) {
+	for _, c := range []struct {
+		made  proto.Plugin
+		adopt func(*os.File) (io.Closer, error)
+	}{
+		{udp.Plugin{}, func(f *os.File) (io.Closer, error) { return tcp.Plugin{}.FileListener(f, proto.Options{}) }},
+		{tcp.Plugin{}, func(f *os.File) (io.Closer, error) { return udp.Plugin{}.FilePacketConn(f, proto.Options{}) }},
+	} {
+		f, _, err := proto.Endpoint(c.made, "127.0.0.1:0", proto.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if x, err := c.adopt(f); err == nil {
+			x.Close()
+			t.Errorf("a %s socket was adopted as the other kind", c.made.Traits().Name)
+		}
+		f.Close()
+	}
+}

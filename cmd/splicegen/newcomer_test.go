@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -95,5 +96,28 @@ func TestNewcomerEdges(t *testing.T) {
 	}
 	if r := runArgs("--version"); r.code != 0 || !strings.HasPrefix(r.stdout, "splicegen ") {
 		t.Fatalf("--version: exit %d %q", r.code, r.stdout)
+	}
+}
+
+// The default format to a sink that is not splicegen (nc -l, socat): one line on stderr
+// says why the start waited and what to use instead; the run completes (exit 0) and says
+// completeness was not provable.
+func TestNativeToPlainSinkNotice(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			io.Copy(io.Discard, c)
+			c.Close()
+		}
+	}()
+	r := runArgs("send", "--json", "-i", "0", "-n", "100", ln.Addr().String())
+	if r.code != 0 || !strings.Contains(r.stderr, "notice: no receiver report within 2s") || !strings.Contains(r.stdout, "not provable") ||
+		strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
+		t.Fatalf("exit %d: %q %s", r.code, r.stderr, r.stdout)
 	}
 }

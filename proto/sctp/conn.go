@@ -100,27 +100,9 @@ func (c *Conn) CloseWrite() error {
 // (no MSG_SPLICE_PAGES), so only the pipe holds our pages; the generic rule is kept
 // anyway until that is measured per kernel.
 func (c *Conn) Buffers() (proto.Buffers, error) {
-	b, err := proto.ReadBuffers(c)
-	if err != nil {
-		return b, err
-	}
-	wmem, err1 := proto.Sysctl3("net/sctp/sctp_wmem")
-	rmem, err2 := proto.Sysctl3("net/sctp/sctp_rmem")
-	rmemMax, err3 := proto.Sysctl("net/core/rmem_max")
-	if err1 != nil || err2 != nil || err3 != nil {
-		wmem, rmem, rmemMax = [3]int{4096, 16384, 4 << 20}, [3]int{4096, 131072, 6 << 20}, 4<<20
-	}
-	b.SndBufMax = b.SndBuf
-	if c.o.SndBuf == 0 {
-		b.SndBufMax = max(b.SndBuf, wmem[2])
-	}
-	b.RcvBufMax = b.RcvBuf
-	if c.o.RcvBuf == 0 {
-		b.RcvBufMax = max(b.RcvBuf, rmem[2])
-	}
-	b.PeerRcvBufMax = max(rmem[2], 2*rmemMax)
+	b, err := proto.Autotuned(c, c.o, "net/sctp/sctp_wmem", "net/sctp/sctp_rmem", [3]int{4096, 16384, 4 << 20}, [3]int{4096, 131072, 6 << 20})
 	b.Why = "sctp: sndbuf up to sctp_wmem[2]; local peer may queue max(sctp_rmem[2], 2*rmem_max); the kernel copies spliced data"
-	return b, nil
+	return b, err
 }
 
 // Lanes is the number of stream ids messages rotate over.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/splicegen/splicegen/proto"
+	"github.com/splicegen/splicegen/proto/prototest"
 	"github.com/splicegen/splicegen/proto/sctp"
 	"golang.org/x/sys/unix"
 )
@@ -128,14 +129,7 @@ func TestTraits(t *testing.T) {
 	if err := tr.Size(tr.DefaultSize, ""); err != nil || tr.MaxFor("[::1]:1") != tr.MaxFor("") {
 		t.Errorf("sizes: %v, max %d/%d", err, tr.MaxFor(""), tr.MaxFor("[::1]:1"))
 	}
-	for _, m := range strings.Split(tr.Compare.Modes, ",") {
-		if err := tr.Mode(m); err != nil {
-			t.Errorf("Compare mode %q: %v", m, err)
-		}
-	}
-	if p, err := proto.Lookup("SCTP"); err != nil || p.Traits().Name != "sctp" {
-		t.Errorf("Lookup(SCTP) = %v, %v", p, err)
-	}
+	prototest.Traits(t, tr)
 }
 
 func TestProbe(t *testing.T) {

@@ -118,32 +118,14 @@ func wrap(c *net.TCPConn, o proto.Options) (*Conn, error) {
 }
 
 // Buffers reads the effective sizes. Without --sndbuf the kernel autotunes the send
-// buffer up to tcp_wmem[2] (tcp(7)), so that is the bound the page ring must cover. A
-// receiver on this host may queue up to max(tcp_rmem[2], 2*rmem_max) of our pages: its
-// autotune limit, or the most an explicit SO_RCVBUF can get (the kernel doubles it).
+// buffer up to tcp_wmem[2] (tcp(7)), so that is the bound the page ring must cover; a
+// receiver on this host may queue max(tcp_rmem[2], 2*rmem_max) of our pages.
 func (c *Conn) Buffers() (proto.Buffers, error) {
-	b, err := proto.ReadBuffers(c)
-	if err != nil {
-		return b, err
+	b, err := proto.Autotuned(c, c.o, "net/ipv4/tcp_wmem", "net/ipv4/tcp_rmem", [3]int{4096, 16384, 4 << 20}, [3]int{4096, 131072, 32 << 20})
+	b.Why = "sndbuf autotuned up to tcp_wmem[2]"
+	if c.o.SndBuf > 0 {
+		b.Why = "sndbuf locked by --sndbuf"
 	}
-	wmem, err1 := proto.Sysctl3("net/ipv4/tcp_wmem")
-	rmem, err2 := proto.Sysctl3("net/ipv4/tcp_rmem")
-	rmemMax, err3 := proto.Sysctl("net/core/rmem_max")
-	if err1 != nil || err2 != nil || err3 != nil {
-		// Without the sysctls assume this machine's defaults (docs/kernel.md#page-reuse).
-		wmem, rmem, rmemMax = [3]int{4096, 16384, 4 << 20}, [3]int{4096, 131072, 32 << 20}, 4<<20
-	}
-	b.SndBufMax = b.SndBuf
-	sndWhy := "sndbuf locked by --sndbuf"
-	if c.o.SndBuf == 0 {
-		b.SndBufMax = max(b.SndBuf, wmem[2])
-		sndWhy = "sndbuf autotuned up to tcp_wmem[2]"
-	}
-	b.RcvBufMax = b.RcvBuf
-	if c.o.RcvBuf == 0 {
-		b.RcvBufMax = max(b.RcvBuf, rmem[2])
-	}
-	b.PeerRcvBufMax = max(rmem[2], 2*rmemMax)
-	b.Why = sndWhy + "; local peer may queue max(tcp_rmem[2], 2*rmem_max)"
-	return b, nil
+	b.Why += "; local peer may queue max(tcp_rmem[2], 2*rmem_max)"
+	return b, err
 }

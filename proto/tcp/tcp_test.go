@@ -5,13 +5,12 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/splicegen/splicegen/proto"
+	"github.com/splicegen/splicegen/proto/prototest"
 	"github.com/splicegen/splicegen/proto/tcp"
 	"golang.org/x/sys/unix"
 )
@@ -75,19 +74,6 @@ func pair(t *testing.T, d, l proto.Options) (client, server proto.Conn) {
 	return c, accept(t, ln)
 }
 
-func sockopt(t *testing.T, c syscall.Conn, level, opt int) int {
-	t.Helper()
-	rc, err := c.SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := proto.GetInt(rc, level, opt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v
-}
-
 func TestRoundTrip(t *testing.T) {
 	c, s := pair(t, proto.Options{}, proto.Options{})
 	if _, ok := c.(*tcp.Conn); !ok {
@@ -147,7 +133,7 @@ func TestNoDelay(t *testing.T) {
 	for _, nd := range []bool{false, true} {
 		c, s := pair(t, proto.Options{NoDelay: nd}, proto.Options{NoDelay: nd})
 		for name, conn := range map[string]proto.Conn{"dialed": c, "accepted": s} {
-			if got := sockopt(t, conn, unix.IPPROTO_TCP, unix.TCP_NODELAY) != 0; got != nd {
+			if got := prototest.Sockopt(t, conn, unix.IPPROTO_TCP, unix.TCP_NODELAY) != 0; got != nd {
 				t.Errorf("NoDelay %v: %s conn has TCP_NODELAY %v", nd, name, got)
 			}
 		}
@@ -177,7 +163,7 @@ func TestBuffersAutotuned(t *testing.T) {
 	if b.SndBuf <= 0 || b.RcvBuf <= 0 {
 		t.Fatalf("Buffers() = %+v: no sizes", b)
 	}
-	if b.SndBuf != sockopt(t, c, unix.SOL_SOCKET, unix.SO_SNDBUF) || b.RcvBuf != sockopt(t, c, unix.SOL_SOCKET, unix.SO_RCVBUF) {
+	if b.SndBuf != prototest.Sockopt(t, c, unix.SOL_SOCKET, unix.SO_SNDBUF) || b.RcvBuf != prototest.Sockopt(t, c, unix.SOL_SOCKET, unix.SO_RCVBUF) {
 		t.Errorf("Buffers() = %+v, not the socket's SO_SNDBUF/SO_RCVBUF", b)
 	}
 	if want := max(b.SndBuf, wmem[2]); b.SndBufMax != want {
@@ -228,12 +214,7 @@ func TestBuffersLocked(t *testing.T) {
 
 func TestFileListener(t *testing.T) {
 	// The parent's listener, made without the child's options.
-	parent, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer parent.Close()
-	f, err := parent.(*net.TCPListener).File()
+	f, addr, err := proto.Endpoint(tcp.Plugin{}, "127.0.0.1:0", proto.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,9 +225,8 @@ func TestFileListener(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	parent.Close() // the adopted dup keeps listening
-	if ln.Addr().String() != parent.Addr().String() {
-		t.Errorf("adopted listener at %s, want %s", ln.Addr(), parent.Addr())
+	if ln.Addr().String() != addr { // the parent's own listener is closed already: the dup listens
+		t.Errorf("adopted listener at %s, want %s", ln.Addr(), addr)
 	}
 	c, err := tcp.Plugin{}.Dial(dialCtx(t), ln.Addr().String(), proto.Options{})
 	if err != nil {
@@ -254,7 +234,7 @@ func TestFileListener(t *testing.T) {
 	}
 	defer c.Close()
 	s := accept(t, ln)
-	if got := sockopt(t, s, unix.SOL_SOCKET, unix.SO_RCVBUF); got < 2*rcv {
+	if got := prototest.Sockopt(t, s, unix.SOL_SOCKET, unix.SO_RCVBUF); got < 2*rcv {
 		t.Errorf("accepted conn SO_RCVBUF = %d, want >= %d (set on the adopted listener before accept)", got, 2*rcv)
 	}
 	b, err := s.Buffers()
@@ -277,23 +257,6 @@ func TestFileListener(t *testing.T) {
 	defer f2.Close()
 	if v, err := unix.GetsockoptInt(int(f2.Fd()), unix.SOL_SOCKET, unix.SO_ACCEPTCONN); err != nil || v != 1 {
 		t.Errorf("File(): SO_ACCEPTCONN = %d, %v", v, err)
-	}
-}
-
-func TestFileListenerRefusesUDP(t *testing.T) {
-	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	f, err := pc.File()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if ln, err := (tcp.Plugin{}).FileListener(f, proto.Options{}); err == nil {
-		ln.Close()
-		t.Error("FileListener adopted a UDP socket")
 	}
 }
 
@@ -347,17 +310,7 @@ func TestTraits(t *testing.T) {
 	if tr.Compare.Modes == "" || tr.Compare.Sizes == "" || tr.Compare.Limit == "" {
 		t.Errorf("Compare defaults incomplete: %+v", tr.Compare)
 	}
-	for _, m := range strings.Split(tr.Compare.Modes, ",") {
-		if m == "write-hot" { // a compare variant of write
-			continue
-		}
-		if err := tr.Mode(m); err != nil {
-			t.Errorf("Compare mode %q: %v", m, err)
-		}
-	}
-	if got, err := proto.Lookup("TCP"); err != nil || got.Traits().Name != "tcp" {
-		t.Errorf("Lookup(TCP) = %v, %v: the package's init registers the plugin", got, err)
-	}
+	prototest.Traits(t, tr)
 }
 
 func TestProbe(t *testing.T) {

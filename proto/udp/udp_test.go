@@ -5,11 +5,11 @@ import (
 	"errors"
 	"net"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/splicegen/splicegen/proto"
+	"github.com/splicegen/splicegen/proto/prototest"
 	"github.com/splicegen/splicegen/proto/udp"
 	"golang.org/x/sys/unix"
 )
@@ -46,19 +46,6 @@ func dial(t *testing.T, addr string, o proto.Options) *udp.Conn {
 	return u
 }
 
-func sockopt(t *testing.T, c syscall.Conn, level, opt int) int {
-	t.Helper()
-	rc, err := c.SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := proto.GetInt(rc, level, opt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v
-}
-
 // roundTrip sends one datagram from c to pc and checks it arrives whole.
 func roundTrip(t *testing.T, c proto.Conn, pc *udp.PacketConn, payload string) {
 	t.Helper()
@@ -85,7 +72,7 @@ func TestDialListenPacket(t *testing.T) {
 	if c.RemoteAddr().String() != pc.LocalAddr().String() {
 		t.Errorf("Dial connected to %s, want %s", c.RemoteAddr(), pc.LocalAddr())
 	}
-	if sockopt(t, c, unix.SOL_SOCKET, unix.SO_TYPE) != unix.SOCK_DGRAM || sockopt(t, c, unix.SOL_SOCKET, unix.SO_PROTOCOL) != unix.IPPROTO_UDP {
+	if prototest.Sockopt(t, c, unix.SOL_SOCKET, unix.SO_TYPE) != unix.SOCK_DGRAM || prototest.Sockopt(t, c, unix.SOL_SOCKET, unix.SO_PROTOCOL) != unix.IPPROTO_UDP {
 		t.Error("Dial's socket is not a UDP socket")
 	}
 	roundTrip(t, c, pc, "one datagram")
@@ -154,7 +141,7 @@ func TestCaps(t *testing.T) {
 		}
 	}
 	// Probing leaves UDP_GRO off: the receiver turns it on only when asked.
-	if pc.GRO() || sockopt(t, pc, unix.SOL_UDP, unix.UDP_GRO) != 0 {
+	if pc.GRO() || prototest.Sockopt(t, pc, unix.SOL_UDP, unix.UDP_GRO) != 0 {
 		t.Error("UDP_GRO is on without Options.GRO")
 	}
 }
@@ -210,7 +197,7 @@ func TestListenPacketGRO(t *testing.T) {
 		t.Error("GRO() = false with Options.GRO")
 	}
 	// getsockopt(UDP_GRO) exists from Linux 5.12.
-	if v := sockopt(t, pc, unix.SOL_UDP, unix.UDP_GRO); v != 1 {
+	if v := prototest.Sockopt(t, pc, unix.SOL_UDP, unix.UDP_GRO); v != 1 {
 		t.Errorf("UDP_GRO = %d, want 1", v)
 	}
 	c := dial(t, pc.LocalAddr().String(), proto.Options{})
@@ -219,7 +206,7 @@ func TestListenPacketGRO(t *testing.T) {
 
 func TestReceiveBuffer(t *testing.T) {
 	pc := listenPacket(t, "127.0.0.1:0", proto.Options{})
-	got := sockopt(t, pc, unix.SOL_SOCKET, unix.SO_RCVBUF)
+	got := prototest.Sockopt(t, pc, unix.SOL_SOCKET, unix.SO_RCVBUF)
 	if pc.RcvBuf() != got {
 		t.Errorf("RcvBuf() = %d, SO_RCVBUF = %d", pc.RcvBuf(), got)
 	}
@@ -228,13 +215,13 @@ func TestReceiveBuffer(t *testing.T) {
 	}
 	const asked = 1 << 20
 	pc2 := listenPacket(t, "127.0.0.1:0", proto.Options{RcvBuf: asked})
-	if got := pc2.RcvBuf(); got < asked || got != sockopt(t, pc2, unix.SOL_SOCKET, unix.SO_RCVBUF) {
+	if got := pc2.RcvBuf(); got < asked || got != prototest.Sockopt(t, pc2, unix.SOL_SOCKET, unix.SO_RCVBUF) {
 		t.Errorf("RcvBuf() with --rcvbuf %d = %d", asked, got)
 	}
 	// The sender's socket is not given the receiver's default.
 	c := dial(t, pc.LocalAddr().String(), proto.Options{})
 	if def, err := proto.Sysctl("net/core/rmem_default"); err == nil {
-		if got := sockopt(t, c, unix.SOL_SOCKET, unix.SO_RCVBUF); got != def {
+		if got := prototest.Sockopt(t, c, unix.SOL_SOCKET, unix.SO_RCVBUF); got != def {
 			t.Errorf("sender SO_RCVBUF = %d, want rmem_default %d", got, def)
 		}
 	}
@@ -277,23 +264,6 @@ func TestFilePacketConn(t *testing.T) {
 	f2.Close()
 }
 
-func TestFilePacketConnRefusesTCP(t *testing.T) {
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	f, err := ln.(*net.TCPListener).File()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if pc, err := (udp.Plugin{}).FilePacketConn(f, proto.Options{}); err == nil {
-		pc.Close()
-		t.Error("FilePacketConn adopted a TCP listener")
-	}
-}
-
 func TestBuffers(t *testing.T) {
 	pc := listenPacket(t, "127.0.0.1:0", proto.Options{})
 	c := dial(t, pc.LocalAddr().String(), proto.Options{})
@@ -304,7 +274,7 @@ func TestBuffers(t *testing.T) {
 	if b.SndBuf <= 0 || b.RcvBuf <= 0 || b.SndBufMax <= 0 || b.PeerRcvBufMax <= 0 || b.Backlog <= 0 || b.Why == "" {
 		t.Errorf("Buffers() = %+v: want every bound filled in", b)
 	}
-	if b.SndBuf != sockopt(t, c, unix.SOL_SOCKET, unix.SO_SNDBUF) || b.RcvBuf != sockopt(t, c, unix.SOL_SOCKET, unix.SO_RCVBUF) {
+	if b.SndBuf != prototest.Sockopt(t, c, unix.SOL_SOCKET, unix.SO_SNDBUF) || b.RcvBuf != prototest.Sockopt(t, c, unix.SOL_SOCKET, unix.SO_RCVBUF) {
 		t.Errorf("Buffers() = %+v, not the socket's", b)
 	}
 	if b.SndBufMax != b.SndBuf {
