@@ -14,9 +14,11 @@ import (
 // Each returns false only after EAGAIN (the poller is edge-triggered, internal/poll) and
 // leaves its error in st.err.
 
-// fillPipe vmsplices the next n bytes of st.msg into the pipe, which has room for them,
-// so vmsplice never blocks. No SPLICE_F_GIFT: the pipe references our pages (GIFT
-// changed nothing measurable, docs/kernel.md#tcp-sender-cpu). False: st.err is set.
+// fillPipe vmsplices up to the next n bytes of st.msg into the pipe (non-blocking). No
+// SPLICE_F_GIFT: the pipe references our pages (GIFT changed nothing measurable,
+// docs/kernel.md#tcp-sender-cpu). A message that straddles more pages than the pipe has
+// slots fills it only in part (EAGAIN once something is in): the caller splices that
+// out and comes back for the rest. False: st.err is set.
 func (st *stream) fillPipe(n int) bool {
 	for end := st.done + n; st.done < end; {
 		st.iov[0].Base = &st.msg[st.done]
@@ -26,7 +28,13 @@ func (st *stream) fillPipe(n int) bool {
 		switch proto.Classify(err) {
 		case proto.Retry:
 			continue
-		case proto.Wait, proto.Fail: // Wait: a full pipe would break the invariant below
+		case proto.Wait:
+			if st.inPipe > 0 {
+				return true // the pipe is full: pump it, then fill again
+			}
+			st.err = os.NewSyscallError("vmsplice", err) // an empty pipe that takes nothing
+			return false
+		case proto.Fail:
 			st.err = os.NewSyscallError("vmsplice", err)
 			return false
 		}
@@ -78,6 +86,11 @@ func (st *stream) spliceStep(fd uintptr) bool {
 // the pipe is drained before the error is returned.
 func (st *stream) dgramSpliceStep(fd uintptr) bool {
 	if st.done < len(st.msg) && !st.fillPipe(len(st.msg)-st.done) {
+		st.drainPipe()
+		return true
+	}
+	if st.done < len(st.msg) { // the pipe is sized for a whole datagram (openPipe's need)
+		st.err = fmt.Errorf("vmsplice: a %d-byte datagram does not fit the pipe", len(st.msg))
 		st.drainPipe()
 		return true
 	}

@@ -370,10 +370,15 @@ func (l *listener) Accept() (proto.Conn, error) {
 		return nil, os.NewSyscallError("accept", serr)
 	}
 	// The accepted socket inherits the listener's options in sctp_copy_sock; set the
-	// receive info again anyway, it is what the receiver depends on.
+	// receive info and the buffers again anyway (one accepted before an adopted
+	// listener got its options would not have them: see proto/tcp's Accept).
 	if err := unix.SetsockoptInt(nfd, solSCTP, sctpRecvRcvInfo, 1); err != nil {
 		unix.Close(nfd)
 		return nil, os.NewSyscallError("setsockopt SCTP_RECVRCVINFO", err)
+	}
+	if err := proto.SetBuffers(nfd, l.o); err != nil {
+		unix.Close(nfd)
+		return nil, err
 	}
 	return newConn(nfd, l.o)
 }

@@ -100,6 +100,21 @@ func (l *listener) Accept() (proto.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Accepted sockets inherit the listener's buffers — except one that was already in
+	// the backlog when an adopted listener (FileListener) got them: it would autotune while
+	// the receiver reports a locked bound, and the sender's ring would be too small
+	// (measured: corrupt messages). Locking it again now, before any data is read, makes
+	// Buffers true; the window it advertised so far is the initial one.
+	if l.o.SndBuf > 0 || l.o.RcvBuf > 0 {
+		rc, err := c.SyscallConn()
+		if err == nil {
+			err = proto.Control(rc, func(fd int) error { return proto.SetBuffers(fd, l.o) })
+		}
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
 	return wrap(c, l.o)
 }
 

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+)
+
+// snmpSCTP reads the kernel's SCTP counters (/proc/net/sctp/snmp: "Name value" lines).
+func snmpSCTP() map[string]uint64 {
+	m := map[string]uint64{}
+	b, err := os.ReadFile("/proc/net/sctp/snmp")
+	if err != nil {
+		return m
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		var k string
+		var v uint64
+		if n, _ := fmt.Sscan(l, &k, &v); n == 2 {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+// TestSCTPSpeedExplore prints SCTP and TCP rates side by side in the guest (exploration).
+func TestSCTPSpeedExplore(t *testing.T) {
+	requireSCTP(t)
+	if os.Getenv("SPLICEGEN_SCTP_EXPLORE") != "1" {
+		t.Skip("exploration only")
+	}
+	for _, f := range []string{"/proc/sys/net/sctp/sctp_wmem", "/proc/sys/net/sctp/sctp_rmem", "/proc/sys/net/sctp/sack_timeout",
+		"/proc/sys/net/sctp/sndbuf_policy", "/proc/sys/net/sctp/rcvbuf_policy", "/proc/sys/net/core/wmem_max", "/proc/sys/net/core/rmem_max"} {
+		b, _ := os.ReadFile(f)
+		t.Logf("%s = %s", f, strings.TrimSpace(string(b)))
+	}
+	for _, extra := range [][]string{nil, {"--sndbuf", "4M"}, {"--nodelay"}, {"--sndbuf", "4M", "--nodelay"}} {
+		for _, p := range []string{"sctp", "tcp"} {
+			for _, size := range []string{"64KiB", "1400"} {
+				for _, mode := range []string{"splice", "write"} {
+					rargs := []string{"--json"}
+					if len(extra) > 0 && extra[0] == "--sndbuf" {
+						rargs = append(rargs, "--rcvbuf", "4M")
+					}
+					before := snmpSCTP()
+					snd, rcv := pairProto(t, p, rargs, append([]string{"--json", "-m", mode, "-s", size, "--bytes", "16MiB", "--stall-timeout", "60s"}, extra...))
+					after := snmpSCTP()
+					var v struct {
+						Receiver struct {
+							GbitS  float64 `json:"gbit_s"`
+							RealMs float64 `json:"real_ms"`
+						}
+					}
+					json.Unmarshal([]byte(rcv.stdout), &v)
+					d := func(k string) uint64 { return after[k] - before[k] }
+					t.Logf("%-4s %-6s %-6s %-22v exit %d/%d  %7.3f Gbit/s %8.0f ms  delaysack %d t3rtx %d discards %d outctrl %d sackcnt? %d",
+						p, mode, size, extra, snd.code, rcv.code, v.Receiver.GbitS, v.Receiver.RealMs,
+						d("SctpDelaySackExpireds"), d("SctpT3RtxExpireds"), d("SctpInDataChunkDiscards"), d("SctpOutCtrlChunks"), d("SctpInCtrlChunks"))
+				}
+			}
+		}
+	}
+}
