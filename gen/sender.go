@@ -65,6 +65,7 @@ type SendStats struct {
 	Receiver *wire.Verdict `json:"receiver_verdict,omitempty"`
 	Proof    string        `json:"proof"`
 	Stalled  bool          `json:"stalled,omitempty"` // no progress for --stall-timeout
+	Warnings []string      `json:"warnings,omitempty"`
 	Real     time.Duration `json:"-"`
 }
 
@@ -137,6 +138,10 @@ func NewSender(spec Spec, dial Dialer) (*Sender, error) {
 		s.streams = append(s.streams, st)
 	}
 	st0 := s.streams[0]
+	if st0.u == nil && spec.Size > st0.rule.SndBuf && st0.rule.SndBuf > 0 {
+		s.stats.Warnings = append(s.stats.Warnings, fmt.Sprintf("--size %d is larger than the send buffer (%d bytes): every message waits for the peer to acknowledge the one before (with delayed acknowledgements, a timer per message); raise --sndbuf",
+			spec.Size, st0.rule.SndBuf))
+	}
 	s.stats.RingBytes = st0.ring.Bytes()
 	s.stats.Rule = st0.rule
 	s.stats.Pipe = st0.pipeCap
@@ -158,6 +163,9 @@ func (s *Sender) stopAfter(d time.Duration) {
 		st.conn.SetWriteDeadline(dl)
 	}
 }
+
+// Warnings are settings that make the run measure the setting rather than the protocol.
+func (s *Sender) Warnings() []string { return s.stats.Warnings }
 
 // NoReport reports that a native byte-stream or message receiver sent no receiver
 // report within 2 s: it is not splicegen (nc, socat), the ring was sized for the worst

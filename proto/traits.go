@@ -53,6 +53,10 @@ type Traits struct {
 	Compare CompareDefaults
 	// Probe answers, with real sockets, what this kernel does for the protocol.
 	Probe func() []Capability
+	// Counters, when set, reads kernel counters that explain the protocol's figures
+	// (SCTP: delayed-SACK expirations); commands report their change over a run. They
+	// are per network namespace: both sides of a one-host run see the same change.
+	Counters func() map[string]uint64
 }
 
 // CompareDefaults are used when compare's --mode, --size, --bytes/--time, --sink are not given.

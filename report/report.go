@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -37,6 +38,36 @@ type Side struct {
 	CPUMsPerGiB float64 `json:"cpu_ms_per_gib"`
 	GbitS       float64 `json:"gbit_s"`
 	PPS         float64 `json:"pps"`
+	// Kernel counters that explain the protocol's figures, changed over the run (SCTP:
+	// SctpDelaySackExpireds, SctpT3RtxExpireds; per network namespace).
+	Kernel map[string]uint64 `json:"kernel_counters,omitempty"`
+}
+
+// Counters records the change of a protocol's kernel counters between two readings.
+func (s *Side) Counters(before, after map[string]uint64) {
+	if after == nil {
+		return
+	}
+	s.Kernel = map[string]uint64{}
+	for k, v := range after {
+		s.Kernel[k] = v - before[k]
+	}
+}
+
+func (s *Side) kernelLine(w io.Writer) {
+	if len(s.Kernel) == 0 {
+		return
+	}
+	keys := make([]string, 0, len(s.Kernel))
+	for k := range s.Kernel {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	fmt.Fprint(w, "          kernel (this namespace, during the run):")
+	for _, k := range keys {
+		fmt.Fprintf(w, " %s %d", k, s.Kernel[k])
+	}
+	fmt.Fprintln(w)
 }
 
 // Fill sets the CPU and rate fields from a usage window [from, to] and the counts.
@@ -195,6 +226,7 @@ func Text(w io.Writer, r *Run) {
 		if s.Proof != "" {
 			fmt.Fprintf(w, "          completeness: %s%s\n", s.Proof, verdictWord(s.Verdict))
 		}
+		s.kernelLine(w)
 		if r.Mode == "zerocopy" && s.Fallbacks > 0 {
 			fmt.Fprintf(w, "note: the kernel copied anyway: %d MSG_ZEROCOPY completions flagged SO_EE_CODE_ZEROCOPY_COPIED (on loopback all are: the receive path copies)\n", s.Fallbacks)
 		}
@@ -219,6 +251,7 @@ func Text(w io.Writer, r *Run) {
 			fmt.Fprintf(w, ", stray %d (not this test's; see detail.stray)", v.Stray)
 		}
 		fmt.Fprintln(w)
+		v.kernelLine(w)
 		if v.VerdictWhy != "" {
 			fmt.Fprintf(w, "verdict:  %s\n", v.VerdictWhy)
 		}

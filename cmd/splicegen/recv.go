@@ -130,10 +130,14 @@ func cmdRecv(args []string, stdout, stderr io.Writer) (int, error) {
 func (j *recvJob) test(ctx context.Context, rcv sink.Runner, stdout io.Writer) (int, error) {
 	c, cfg, t := j.c, j.cfg, j.plugin.Traits()
 	var u0 report.Usage
+	var k0 map[string]uint64
 	stop := make(chan struct{})
 	every := defaultInterval(c.interval, 0, c.json, stdout)
 	st, runErr := rcv.Run(ctx, func() {
 		u0 = report.Now()
+		if t.Counters != nil {
+			k0 = t.Counters()
+		}
 		go intervals(stdout, every, stop, !t.LossFails, rcv.Progress)
 	})
 	u1 := report.Now()
@@ -154,6 +158,9 @@ func (j *recvJob) test(ctx context.Context, rcv sink.Runner, stdout io.Writer) (
 		Unverified: tot.Unverified, Truncated: tot.Truncated, Late: tot.Late, Sink: cfg.Sink, Detail: st,
 		Stray: st.Strays.Total(), Verdict: st.Code, VerdictWhy: st.Why}
 	v.Fill(u0, u1, tot.Bytes, tot.Messages)
+	if t.Counters != nil {
+		v.Counters(k0, t.Counters())
+	}
 	if sent := tot.Messages - tot.Duplicate - tot.Late + tot.Lost; !t.LossFails && sent > 0 {
 		v.LossPct = float64(tot.Lost) / float64(sent) * 100
 	}

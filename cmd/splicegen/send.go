@@ -156,6 +156,9 @@ func cmdSend(args []string, stdout, stderr io.Writer) (int, error) {
 		return 0, err
 	}
 	defer s.Close()
+	for _, w := range s.Warnings() {
+		fmt.Fprintln(stderr, "splicegen send: warning: "+w)
+	}
 	if s.NoReport() {
 		fmt.Fprintln(stderr, "splicegen send: notice: no receiver report within 2s: the peer is not a splicegen receiver (use --format raw for plain sinks); ring sized for the worst case, completeness not provable")
 	}
@@ -165,6 +168,10 @@ func cmdSend(args []string, stdout, stderr io.Writer) (int, error) {
 		b, m := s.Progress()
 		return sinkProgress{Bytes: b, Messages: m}
 	})
+	var k0 map[string]uint64
+	if f := j.plugin.Traits().Counters; f != nil {
+		k0 = f()
+	}
 	u0 := report.Now()
 	st, runErr := s.Run(ctx)
 	u1 := report.Now()
@@ -176,6 +183,9 @@ func cmdSend(args []string, stdout, stderr io.Writer) (int, error) {
 	b, m := st.Totals()
 	snd := &report.Sender{RingBytes: st.RingBytes, Sndbuf: st.Buffers.SndBuf, Fallbacks: st.Fallbacks, Detail: st, Verdict: -1}
 	snd.Fill(u0, u1, b, m)
+	if f := j.plugin.Traits().Counters; f != nil {
+		snd.Counters(k0, f())
+	}
 	r.Sender = snd
 	for _, ss := range st.Streams {
 		if ss.Fallback != "" {

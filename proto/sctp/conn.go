@@ -16,9 +16,10 @@ import (
 
 // Conn is an SCTP association on Go's netpoller.
 type Conn struct {
-	f  *os.File
-	rc syscall.RawConn
-	o  proto.Options
+	f    *os.File
+	rc   syscall.RawConn
+	o    proto.Options
+	note string // the buffer sizes sized chose, if it chose
 
 	// Send side: the default SCTP_SNDINFO, rewritten per message to rotate stream ids.
 	snd sndInfo
@@ -101,7 +102,10 @@ func (c *Conn) CloseWrite() error {
 // anyway until that is measured per kernel.
 func (c *Conn) Buffers() (proto.Buffers, error) {
 	b, err := proto.Autotuned(c, c.o, "net/sctp/sctp_wmem", "net/sctp/sctp_rmem", [3]int{4096, 16384, 4 << 20}, [3]int{4096, 131072, 6 << 20})
-	b.Why = "sctp: sndbuf up to sctp_wmem[2]; local peer may queue max(sctp_rmem[2], 2*rmem_max); the kernel copies spliced data"
+	b.Why = "sctp: local peer may queue max(sctp_rmem[2], 2*rmem_max); the kernel copies spliced data"
+	if c.note != "" {
+		b.Why = c.note + "; " + b.Why
+	}
 	return b, err
 }
 
