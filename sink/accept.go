@@ -329,7 +329,9 @@ func (r *acceptor) admit(c proto.Conn) first {
 	case err != nil:
 		f.err, f.kind = err, &r.strays.closed
 	case r.cfg.Format == wire.FormatNative:
-		if err := wire.ParseHeader(f.b, &f.h); err != nil || f.h.Flags&wire.FlagEnd != 0 || f.h.TestID == 0 {
+		// An end frame may come first: a stream that sent no message (-P 4 -n 2).
+		if err := wire.ParseHeader(f.b, &f.h); err != nil || f.h.TestID == 0 ||
+			f.h.Flags&wire.FlagEnd != 0 && f.h.Length != wire.EndPayloadLen {
 			f.err, f.kind = errors.New("not a native header"), &r.strays.garbage
 		}
 	case r.cfg.Format == wire.FormatNettest:

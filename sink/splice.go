@@ -41,7 +41,9 @@ func (r *Receiver) drainSplice(f first, ck *checker) error {
 	nullfd := int(null.Fd())
 
 	r.progress.Add(uint64(len(f.b)))
-	parse := ck.verify || ck.format == wire.FormatNettest && ck.size == 0
+	// Parse the stream when checking payloads, when nettest's size is unknown, or when the
+	// stream is only its end frame (it sent no message).
+	parse := ck.verify || ck.format == wire.FormatNettest && ck.size == 0 || f.h.Flags&wire.FlagEnd != 0
 	var buf []byte
 	keep := 0 // bytes left in the pipe: the stream's tail, to read at EOF
 	if parse {

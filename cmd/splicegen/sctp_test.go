@@ -225,3 +225,13 @@ func TestSCTPUnsupportedKernel(t *testing.T) {
 		t.Error("probe has no sctp socket row")
 	}
 }
+
+// SCTP streams that send no message end with their end frame alone, and the test
+// completes (the receiver admits a stream on its end frame).
+func TestSCTPStreamsWithoutMessages(t *testing.T) {
+	requireSCTP(t)
+	snd, rcv := pairProto(t, "sctp", []string{"--json", "--verify"}, []string{"--json", "--verify", "-P", "3", "-n", "1", "-s", "4k"})
+	if snd.code != 0 || rcv.code != 0 || !strings.Contains(rcv.stdout, `"messages": 1,`) {
+		t.Fatalf("exit send %d recv %d: %s %s", snd.code, rcv.code, rcv.stdout, snd.stderr)
+	}
+}

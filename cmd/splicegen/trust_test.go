@@ -286,3 +286,16 @@ func TestReportNullRun(t *testing.T) {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}
 }
+
+// Streams that send no message (more streams than messages) still end with their end
+// frame, are admitted on it, and the test completes.
+func TestStreamsWithoutMessages(t *testing.T) {
+	for _, sink := range []string{"read", "splice"} {
+		for _, verify := range []string{"--verify", "--verify=false"} {
+			snd, rcv := pairProto(t, "tcp", []string{"--json", "--sink", sink, verify}, []string{"--json", verify, "-P", "4", "-n", "2"})
+			if snd.code != 0 || rcv.code != 0 || !strings.Contains(rcv.stdout, `"messages": 2,`) {
+				t.Fatalf("sink %s %s: exit send %d recv %d: %s %s", sink, verify, snd.code, rcv.code, rcv.stdout, snd.stderr)
+			}
+		}
+	}
+}
