@@ -49,7 +49,7 @@ func (s *Sender) end() error {
 				errs = append(errs, fmt.Errorf("stream %d: end frame: %w", st.id, err))
 			}
 		}
-		if !whole || !st.hello { // a half-close: the verdict can still come back
+		if !whole || !st.hello || st.partial { // a half-close (the verdict can still come back), or a cut stream
 			st.conn.CloseWrite()
 		}
 	}
@@ -64,10 +64,13 @@ func (s *Sender) end() error {
 		s.stats.Proof = "not provable: the receiver sent no report (not a splicegen receiver?)"
 		return errors.Join(errs...)
 	}
+	// Every stream must bring the verdict back (a stream the receiver refused brings
+	// none), all within one stall timeout, and the verdict must cover what was sent.
 	var v wire.Verdict
 	var verr error
-	for _, st := range s.streams { // every stream gets the verdict; read them all (no unread data at close)
-		sv, err := st.readVerdict(s.spec.StallTimeout)
+	deadline := time.Now().Add(s.spec.StallTimeout)
+	for _, st := range s.streams { // read them all: no unread data at close
+		sv, err := st.readVerdict(deadline)
 		if err != nil {
 			verr = cmpErr(verr, fmt.Errorf("stream %d: %w", st.id, err))
 			continue
@@ -78,12 +81,18 @@ func (s *Sender) end() error {
 		}
 		v = sv
 	}
-	if verr != nil && v.TestID == 0 {
+	if v.TestID == 0 {
 		s.stats.Proof = "no verdict from the receiver"
 		return errors.Join(append(errs, fmt.Errorf("no verdict from the receiver: %w", verr))...)
 	}
 	s.stats.Receiver = &v
 	s.stats.Proof = "receiver verdict"
+	if verr != nil {
+		errs = append(errs, fmt.Errorf("not every stream got the receiver's verdict: %w", verr))
+	}
+	if b, m := s.stats.Totals(); v.Code == 0 && (v.Messages != m || v.Bytes != b) {
+		errs = append(errs, fmt.Errorf("the receiver's verdict covers %d messages / %d bytes, %d / %d were sent", v.Messages, v.Bytes, m, b))
+	}
 	return errors.Join(errs...)
 }
 
@@ -113,11 +122,11 @@ func (st *stream) sendEnd() error {
 	return err
 }
 
-// readVerdict reads the receiver's verdict, waiting at most d.
-func (st *stream) readVerdict(d time.Duration) (wire.Verdict, error) {
+// readVerdict reads the receiver's verdict, waiting until deadline at most.
+func (st *stream) readVerdict(deadline time.Time) (wire.Verdict, error) {
 	var v wire.Verdict
 	var b [wire.VerdictLen]byte
-	if err := st.conn.SetReadDeadline(time.Now().Add(d)); err != nil {
+	if err := st.conn.SetReadDeadline(deadline); err != nil {
 		return v, err
 	}
 	if _, err := io.ReadFull(st.conn, b[:]); err != nil {

@@ -42,10 +42,11 @@ func loopback(tb testing.TB) (proto.Conn, <-chan int64) {
 		var hd wire.Header
 		wire.ParseHeader(first[:], &hd)
 		n, _ := io.CopyBuffer(io.Discard, struct{ io.Reader }{c}, make([]byte, 256<<10))
+		data := uint64(int64(n0) + n - wire.EndLen)
 		var v [wire.VerdictLen]byte
-		(&wire.Verdict{TestID: hd.TestID}).Put(v[:])
+		(&wire.Verdict{TestID: hd.TestID, Bytes: data, Messages: data / uint64(hd.Length+wire.HeaderLen)}).Put(v[:])
 		c.Write(v[:])
-		got <- int64(n0) + n - wire.EndLen
+		got <- int64(data)
 	}()
 	c, err := p.Dial(context.Background(), ln.Addr().String(), proto.Options{})
 	if err != nil {

@@ -91,8 +91,8 @@ func (s *Spec) Validate() error {
 	if s.Count < 0 || s.Bytes < 0 || s.Duration < 0 {
 		return proto.Usagef("negative --count, --bytes or --time")
 	}
-	if s.StallTimeout < 0 {
-		return proto.Usagef("--stall-timeout %v: want a positive duration", s.StallTimeout)
+	if s.StallTimeout < 0 || s.StallTimeout > 0 && s.StallTimeout < time.Millisecond {
+		return proto.Usagef("--stall-timeout %v: want at least 1ms", s.StallTimeout)
 	}
 	limits := 0
 	for _, set := range []bool{s.Count > 0, s.Bytes > 0, s.Duration > 0} {

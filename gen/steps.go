@@ -253,6 +253,8 @@ func (st *stream) outcome(n int64, err error, op string) proto.Outcome {
 	case o == proto.Done && n <= 0:
 		st.err = fmt.Errorf("%s: the socket accepted 0 bytes", op)
 		o = proto.Fail
+	case st.waitSince.Load() != 0: // progress: a slow peer is not a stalled one
+		st.waitSince.Store(0)
 	}
 	return o
 }

@@ -178,8 +178,9 @@ func (st *stream) ringSize(msg, peer int) (int, error) {
 	}
 	st.rule = pages.Rule{SndBuf: b.SndBufMax, PeerRcvBuf: b.PeerRcvBufMax + b.Backlog*spec.Size, Pipe: st.pipeCap,
 		Msg: msg, MarginPct: pages.DefaultMarginPct, Why: b.Why}
+	pipeMax, _ := proto.Sysctl("fs/pipe-max-size") // a splice sink reports its pipe too
 	switch {
-	case peer > b.PeerRcvBufMax:
+	case peer > b.PeerRcvBufMax+pipeMax:
 		// More than a socket on this host can hold: the peer is not local (then its queue
 		// holds copies, not our pages) or it lies. The local worst case covers both.
 		st.rule.Why += fmt.Sprintf("; the receiver reported %s, more than a socket on this host can hold: capped to the local worst case", pages.Human(peer))

@@ -173,6 +173,7 @@ func (r *Receiver) Run(ctx context.Context, started func()) (*Stats, error) {
 	idleSince := time.Now()
 	stopping := false
 	errc := a.errc // nil once its error is taken (a nil channel never delivers)
+	done := ctx.Done()
 	finish := func() (*Stats, error) {
 		stats.Real = time.Since(begin)
 		stats.Expected = max(expected, 1)
@@ -200,22 +201,26 @@ func (r *Receiver) Run(ctx context.Context, started func()) (*Stats, error) {
 			}
 			id := uint32(len(streams))
 			if r.cfg.Format == wire.FormatNative {
-				if test == 0 {
-					test = f.h.TestID
-					if expected == 0 {
-						expected = max(1, int(f.h.Streams))
-					}
-				}
 				id = f.h.Stream
+				want := expected // the test's stream count, or what this header would make it
+				if test == 0 && want == 0 {
+					want = max(1, int(f.h.Streams))
+				}
 				switch {
-				case f.h.TestID != test:
+				case test != 0 && f.h.TestID != test:
 					f.c.Close()
 					a.strays.otherTest.Add(1)
 					continue
-				case streams[id] || int(id) >= expected:
+				case streams[id] || int(id) >= want:
+					// Checked before the header may fix the test: a bad stream id must not
+					// claim the test id and lock the real sender out.
 					f.c.Close()
 					a.strays.extra.Add(1)
 					continue
+				}
+				if test == 0 {
+					test, expected = f.h.TestID, want
+					stats.Announced = int(f.h.Streams)
 				}
 			} else if expected == 0 {
 				expected = 1
@@ -261,7 +266,8 @@ func (r *Receiver) Run(ctx context.Context, started func()) (*Stats, error) {
 				stopping = true
 				closeAll()
 			}
-		case <-ctx.Done():
+		case <-done:
+			done = nil // closed for good: do not spin on it while the streams drain
 			if begin.IsZero() {
 				stats.Strays = a.strays.snapshot().minus(base)
 				return stats, ctx.Err()
@@ -307,7 +313,9 @@ func (r *acceptor) admit(c proto.Conn) first {
 		}
 	}
 	f.b = make([]byte, max(1, r.cfg.Format.HeaderSize()))
-	c.SetReadDeadline(time.Now().Add(r.cfg.Idle))
+	// --idle, but at least a minute: a sender sets up every stream (a page ring each)
+	// before its first stream sends, and -P 1024 can take that long.
+	c.SetReadDeadline(time.Now().Add(max(r.cfg.Idle, time.Minute)))
 	defer c.SetReadDeadline(time.Time{})
 	var n int
 	var err error
@@ -330,7 +338,7 @@ func (r *acceptor) admit(c proto.Conn) first {
 		f.err, f.kind = err, &r.strays.closed
 	case r.cfg.Format == wire.FormatNative:
 		// An end frame may come first: a stream that sent no message (-P 4 -n 2).
-		if err := wire.ParseHeader(f.b, &f.h); err != nil || f.h.TestID == 0 ||
+		if err := wire.ParseHeader(f.b, &f.h); err != nil || f.h.TestID == 0 || f.h.Streams == 0 || int(f.h.Streams) > maxStreams ||
 			f.h.Flags&wire.FlagEnd != 0 && f.h.Length != wire.EndPayloadLen {
 			f.err, f.kind = errors.New("not a native header"), &r.strays.garbage
 		}

@@ -149,12 +149,13 @@ func (e *Endpoint) Close() error {
 
 // Stats are a whole receive's figures.
 type Stats struct {
-	Streams  []StreamStats `json:"streams"`
-	Real     time.Duration `json:"-"` // the data's time: first to last data (datagrams), first accept to end (streams)
-	Sink     string        `json:"sink"`
-	Expected int           `json:"expected_streams,omitempty"` // announced by the first header, or --streams
-	Strays   Strays        `json:"stray"`
-	Ended    bool          `json:"ended,omitempty"` // datagrams: every stream's end datagram arrived
+	Streams   []StreamStats `json:"streams"`
+	Real      time.Duration `json:"-"` // the data's time: first to last data (datagrams), first accept to end (streams)
+	Sink      string        `json:"sink"`
+	Expected  int           `json:"expected_streams,omitempty"`  // announced by the first header, or --streams
+	Announced int           `json:"announced_streams,omitempty"` // what the sender's header said
+	Strays    Strays        `json:"stray"`
+	Ended     bool          `json:"ended,omitempty"` // datagrams: every stream's end datagram arrived
 	// The verdict (Verdict): the receiver's exit status, and why when it is not 0. A byte
 	// stream or message test sends it back to the sender.
 	Code        int    `json:"verdict"`
@@ -240,6 +241,8 @@ func (s *Stats) Verdict(cfg Config, lossFails bool) (code int, why string) {
 		return 1, "incomplete: not every stream's end datagram arrived"
 	case native && !datagrams && len(s.Streams) < s.Expected:
 		return 1, fmt.Sprintf("incomplete: %d of %d streams connected", len(s.Streams), s.Expected)
+	case native && !datagrams && s.Announced > s.Expected:
+		return 1, fmt.Sprintf("incomplete: the sender announced %d streams, this receiver took %d (--streams)", s.Announced, s.Expected)
 	}
 	if native && !datagrams {
 		for _, st := range s.Streams {

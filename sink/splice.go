@@ -2,6 +2,7 @@ package sink
 
 import (
 	"os"
+	"syscall"
 
 	"github.com/splicegen/splicegen/proto"
 	"github.com/splicegen/splicegen/wire"
@@ -45,7 +46,7 @@ func (r *Receiver) drainSplice(f first, ck *checker) error {
 	// stream is only its end frame (it sent no message).
 	parse := ck.verify || ck.format == wire.FormatNettest && ck.size == 0 || f.h.Flags&wire.FlagEnd != 0
 	var buf []byte
-	keep := 0 // bytes left in the pipe: the stream's tail, to read at EOF
+	keep := 0 // the stream's last bytes kept in tail, to read the end frame at EOF
 	if parse {
 		buf = make([]byte, pcap)
 		ck.feed(f.b)
@@ -56,43 +57,46 @@ func (r *Receiver) drainSplice(f first, ck *checker) error {
 			keep = wire.EndLen
 		}
 	}
+	// The tail lives in user memory, not in the pipe: kept bytes must not take pipe
+	// slots (a small pipe, when fs.pipe-user-pages-soft refuses F_SETPIPE_SZ, would
+	// fill with them and splice would wait forever). One read of <= 56 bytes per fill.
+	var tail, more [2 * wire.EndLen]byte
+	nt := 0
 	var n int64
 	var serr error
 	fill := func(fd uintptr) bool {
 		// SPLICE_F_NONBLOCK: the pipe side never blocks; the socket is O_NONBLOCK, so
 		// EAGAIN means "no data": wait in the poller.
-		n, serr = unix.Splice(int(fd), nil, p[1], nil, pcap-keep, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+		n, serr = unix.Splice(int(fd), nil, p[1], nil, pcap, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
 		return serr != unix.EAGAIN
 	}
-	inPipe := 0
-	for {
-		if err := rc.Read(fill); err != nil {
-			return err
-		}
-		if serr == unix.EINTR {
-			continue
-		}
-		if serr != nil {
-			return os.NewSyscallError("splice", serr)
-		}
-		if n == 0 {
-			break
-		}
-		r.progress.Add(uint64(n))
-		inPipe += int(n)
-		for inPipe > keep {
+	err = r.pumpSplice(rc, fill, &n, &serr, func(inPipe int) error {
+		for inPipe > 0 {
 			var m int
 			var err error
-			if parse {
+			switch {
+			case parse:
 				m, err = unix.Read(p[0], buf[:min(inPipe, len(buf))])
 				if m > 0 {
 					ck.feed(buf[:m])
 				}
-			} else {
+			case inPipe > keep: // all but the last keep bytes to /dev/null
 				var m64 int64
 				m64, err = unix.Splice(p[0], nil, nullfd, nil, inPipe-keep, unix.SPLICE_F_MOVE)
 				m = int(m64)
-				ck.st.Bytes += uint64(max(m, 0))
+				if m > 0 { // the old tail was not the end
+					ck.st.Bytes += uint64(nt + m)
+					nt = 0
+				}
+			default: // the last keep bytes (or fewer) into the tail
+				m, err = unix.Read(p[0], more[:inPipe])
+				if m > 0 {
+					nt += copy(tail[nt:], more[:m])
+					if drop := nt - keep; drop > 0 {
+						ck.st.Bytes += uint64(drop)
+						nt = copy(tail[:], tail[drop:nt])
+					}
+				}
 			}
 			if err == unix.EINTR {
 				continue
@@ -102,21 +106,17 @@ func (r *Receiver) drainSplice(f first, ck *checker) error {
 			}
 			inPipe -= m
 		}
-	}
-	if parse || ck.st.MsgSize == 0 {
 		return nil
+	})
+	if parse || ck.st.MsgSize == 0 {
+		return err
 	}
-	// The tail: the end frame when the stream is complete.
-	var tail [wire.EndLen]byte
-	t, err := unix.Read(p[0], tail[:inPipe])
-	if err != nil {
-		return os.NewSyscallError("read pipe", err)
-	}
-	ck.st.Messages = ck.st.Bytes / uint64(ck.st.MsgSize)
-	ck.st.Truncated = ck.st.Bytes % uint64(ck.st.MsgSize)
-	if ck.format == wire.FormatNative && ck.st.Truncated == 0 {
+	// The tail: the end frame when the stream is complete. Counted also when the stream
+	// ended with an error (interrupt, idle, reset): what arrived is reported.
+	t := nt
+	if ck.format == wire.FormatNative && (ck.st.Bytes%uint64(ck.st.MsgSize)) == 0 {
 		var h wire.Header
-		if wire.ParseHeader(tail[:t], &h) == nil && h.TestID == ck.test && h.Flags&wire.FlagEnd != 0 {
+		if wire.ParseHeader(tail[:t], &h) == nil && h.TestID == ck.test && h.Flags&wire.FlagEnd != 0 && h.Stream == ck.st.Stream {
 			if sent, err := wire.ParseEnd(&h, tail[wire.HeaderLen:t]); err == nil {
 				ck.st.Ended, ck.st.SentMessages, ck.st.SentBytes = true, h.Seq, sent
 				t = 0
@@ -128,5 +128,28 @@ func (r *Receiver) drainSplice(f first, ck *checker) error {
 	ck.st.Truncated = ck.st.Bytes % uint64(ck.st.MsgSize)
 	ck.format = wire.FormatRaw // end() must not recount
 	ck.size = 0
-	return nil
+	return err
+}
+
+// pumpSplice splices the socket into the pipe until EOF or an error, handing each fill's
+// byte count to drain (which empties the pipe).
+func (r *Receiver) pumpSplice(rc syscall.RawConn, fill func(uintptr) bool, n *int64, serr *error, drain func(int) error) error {
+	for {
+		if err := rc.Read(fill); err != nil {
+			return err
+		}
+		if *serr == unix.EINTR {
+			continue
+		}
+		if *serr != nil {
+			return os.NewSyscallError("splice", *serr)
+		}
+		if *n == 0 {
+			return nil
+		}
+		r.progress.Add(uint64(*n))
+		if err := drain(int(*n)); err != nil {
+			return err
+		}
+	}
 }

@@ -35,6 +35,7 @@ func TestExitStatusTable(t *testing.T) {
 		{"size below the header", []string{"send", "-s", "10", "127.0.0.1:1"}, 2},
 		{"too many streams", []string{"send", "-P", "2000", "127.0.0.1:1"}, 2},
 		{"bad stall timeout", []string{"send", "--stall-timeout", "0s", "127.0.0.1:1"}, 2},
+		{"stall timeout under 1ms", []string{"send", "--stall-timeout", "3ns", "127.0.0.1:1"}, 2},
 		{"connection refused", []string{"send", "-n", "1", refused}, 1},
 		{"recv bad idle", []string{"recv", "--idle", "0s", ":0"}, 2},
 		{"recv sink the protocol lacks", []string{"recv", "-p", "udp", "--sink", "splice", ":0"}, 2},

@@ -299,3 +299,62 @@ func TestStreamsWithoutMessages(t *testing.T) {
 		}
 	}
 }
+
+// Review findings, each a regression test.
+
+// A header with a stream id beyond its stream count is a stray that does not claim the
+// test: the real sender that follows completes (it used to be locked out for good).
+func TestBadStreamIDCannotLockTest(t *testing.T) {
+	r, addr := recvChild(t, "tcp", "--idle", "10s")
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 1000)
+	(&wire.Header{Streams: 1, Stream: 5, Length: uint32(len(b) - wire.HeaderLen), TestID: 777}).Put(b)
+	c.Write(b)
+	defer c.Close()
+	time.Sleep(300 * time.Millisecond)
+	s := runArgs("send", "-n", "10", "-s", "1000", addr)
+	r.wait(t, 15*time.Second)
+	v := decodeV(t, r.stdout.String())
+	if s.code != 0 || r.code != 0 || v.Receiver.Messages != 10 || v.Receiver.Detail.Stray["extra"] != 1 {
+		t.Fatalf("exit send %d recv %d: %s %s", s.code, r.code, r.stdout.String(), s.stderr)
+	}
+}
+
+// A receiver told --streams 2 against a sender of 4: incomplete on both sides, never a
+// clean verdict for half the data.
+func TestStreamCountMismatch(t *testing.T) {
+	r, addr := recvChild(t, "tcp", "-P", "2", "--idle", "10s")
+	s := runArgs("send", "--json", "-i", "0", "-P", "4", "-n", "8", "-s", "1000", addr)
+	r.wait(t, 15*time.Second)
+	v := decodeV(t, r.stdout.String())
+	if s.code != 1 || r.code != 1 || !strings.Contains(v.Receiver.VerdictWhy, "announced 4") {
+		t.Fatalf("exit send %d recv %d: %s %s", s.code, r.code, r.stdout.String(), s.stderr)
+	}
+}
+
+// A slow receiver that keeps reading is not a stalled one, even when one message takes
+// longer than --stall-timeout to go out.
+func TestSlowPeerIsNotStalled(t *testing.T) {
+	r, addr := recvChild(t, "tcp", "--stall", "100ms", "--rcvbuf", "256k")
+	s := runArgs("send", "--json", "-i", "0", "-s", "8MiB", "-n", "1", "--sndbuf", "256k", "--stall-timeout", "2s", addr)
+	r.wait(t, 30*time.Second)
+	if s.code != 0 || r.code != 0 {
+		t.Fatalf("exit send %d recv %d: %s %s", s.code, r.code, s.stdout, s.stderr)
+	}
+}
+
+// The splice sink reports what arrived when the test ends early (interrupt).
+func TestSpliceSinkCountsOnInterrupt(t *testing.T) {
+	r, addr := recvChild(t, "tcp", "--sink", "splice")
+	startCLI(t, nil, "send", "-t", "20s", "-i", "0", "-s", "4097", addr)
+	time.Sleep(time.Second)
+	r.cmd.Process.Signal(syscall.SIGINT)
+	r.wait(t, 10*time.Second)
+	v := decodeV(t, r.stdout.String())
+	if r.code != 1 || v.Receiver.Messages == 0 || v.Receiver.Bytes == 0 {
+		t.Fatalf("exit %d: %+v", r.code, v.Receiver)
+	}
+}
