@@ -116,8 +116,8 @@ type Receiver struct {
 	Corrupt    uint64  `json:"corrupt"`
 	Unverified uint64  `json:"unverified"`
 	Truncated  uint64  `json:"truncated"`
-	Late       uint64  `json:"late,omitempty"`     // UDP: older than the reorder window
-	LossPct    float64 `json:"loss_pct,omitempty"` // UDP: lost / (received unique + lost)
+	Late       uint64  `json:"late,omitempty"` // UDP: older than the reorder window
+	LossPct    float64 `json:"loss_pct"`       // lost / (received unique + lost); measured on lossy protocols, 0 on reliable ones
 	Sink       string  `json:"sink"`
 	Stray      uint64  `json:"stray"`   // connections and datagrams not of this test (detail.stray by kind)
 	Verdict    int     `json:"verdict"` // the exit status this receiver gave the test: 0, 1 incomplete, 3 integrity
@@ -139,6 +139,7 @@ type Run struct {
 	Receiver    *Receiver `json:"receiver,omitempty"`
 	Interrupted bool      `json:"interrupted,omitempty"`
 	Error       string    `json:"error,omitempty"`
+	Time        string    `json:"time,omitempty"` // when the run ended, UTC (send, recv)
 }
 
 // Label names the run's mode for tables: write with --hot-buffer is "write-hot".

@@ -287,11 +287,22 @@ func defaultInterval(flag time.Duration, run time.Duration, jsonOut bool, stdout
 	return 0
 }
 
-// emit prints one run's result (JSON or text), with the run's error folded in.
+// intervalOut is where interval lines go: stdout, or stderr when --json keeps stdout
+// for the one JSON object.
+func (c *common) intervalOut(stdout, stderr io.Writer) io.Writer {
+	if c.json {
+		return stderr
+	}
+	return stdout
+}
+
+// emit prints one run's result (JSON or text), with the run's error folded in and the
+// time it ended.
 func (c *common) emit(w io.Writer, r *report.Run, runErr error) {
 	if runErr != nil {
 		r.Error = oneLine(runErr)
 	}
+	r.Time = time.Now().UTC().Format(time.RFC3339)
 	if c.json {
 		printJSON(w, r)
 	} else {

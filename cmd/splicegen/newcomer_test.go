@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -119,5 +120,23 @@ func TestNativeToPlainSinkNotice(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stderr, "notice: no receiver report within 2s") || !strings.Contains(r.stdout, "not provable") ||
 		strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
 		t.Fatalf("exit %d: %q %s", r.code, r.stderr, r.stdout)
+	}
+}
+
+// --json with interval lines: stdout holds only the JSON object (valid), the interval
+// lines go to stderr; the object says when the run ended.
+func TestJSONWithIntervals(t *testing.T) {
+	addr, fd := listenFD(t, "tcp", "127.0.0.1:0")
+	done := make(chan result, 1)
+	go func() {
+		done <- runArgs("recv", "--listen-fd", fmt.Sprint(fd), "--json", "-i", "200ms", "--idle", "10s")
+	}()
+	snd := runArgs("send", "--json", "-i", "200ms", "-t", "1s", addr)
+	rcv := <-done
+	for _, r := range []result{snd, rcv} {
+		var v struct{ Time string }
+		if err := json.Unmarshal([]byte(r.stdout), &v); err != nil || v.Time == "" || !strings.Contains(r.stderr, "Gbit/s") {
+			t.Fatalf("exit %d: %v\nstdout %s\nstderr %s", r.code, err, r.stdout, r.stderr)
+		}
 	}
 }

@@ -105,13 +105,13 @@ func cmdRecv(args []string, stdout, stderr io.Writer) (int, error) {
 	ctx, cancel := signalContext()
 	defer cancel()
 	if !j.keep {
-		return j.test(ctx, ep.Test(), stdout)
+		return j.test(ctx, ep.Test(), stdout, stderr)
 	}
 	// --keep: test after test until interrupted; the exit status is the worst verdict
 	// (3 over 1 over 0) of the tests that ran.
 	worst := exitOK
 	for ctx.Err() == nil {
-		code, err := j.test(ctx, ep.Test(), stdout)
+		code, err := j.test(ctx, ep.Test(), stdout, stderr)
 		if err != nil && ctx.Err() != nil {
 			break // interrupted while waiting for the next test: nothing measured, no error
 		}
@@ -127,7 +127,7 @@ func cmdRecv(args []string, stdout, stderr io.Writer) (int, error) {
 }
 
 // test receives one test and prints its result.
-func (j *recvJob) test(ctx context.Context, rcv sink.Runner, stdout io.Writer) (int, error) {
+func (j *recvJob) test(ctx context.Context, rcv sink.Runner, stdout, stderr io.Writer) (int, error) {
 	c, cfg, t := j.c, j.cfg, j.plugin.Traits()
 	var u0 report.Usage
 	var k0 map[string]uint64
@@ -138,7 +138,7 @@ func (j *recvJob) test(ctx context.Context, rcv sink.Runner, stdout io.Writer) (
 		if t.Counters != nil {
 			k0 = t.Counters()
 		}
-		go intervals(stdout, every, stop, !t.LossFails, rcv.Progress)
+		go intervals(j.c.intervalOut(stdout, stderr), every, stop, !t.LossFails, rcv.Progress)
 	})
 	u1 := report.Now()
 	close(stop)

@@ -164,7 +164,7 @@ func cmdSend(args []string, stdout, stderr io.Writer) (int, error) {
 	}
 
 	stop := make(chan struct{})
-	go intervals(stdout, defaultInterval(c.interval, spec.Duration, c.json, stdout), stop, false, func() sinkProgress {
+	go intervals(c.intervalOut(stdout, stderr), defaultInterval(c.interval, spec.Duration, c.json, stdout), stop, false, func() sinkProgress {
 		b, m := s.Progress()
 		return sinkProgress{Bytes: b, Messages: m}
 	})
