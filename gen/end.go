@@ -71,15 +71,15 @@ func (s *Sender) end() error {
 	deadline := time.Now().Add(s.spec.StallTimeout)
 	for _, st := range s.streams { // read them all: no unread data at close
 		sv, err := st.readVerdict(deadline)
-		if err != nil {
-			verr = cmpErr(verr, fmt.Errorf("stream %d: %w", st.id, err))
-			continue
+		if err == nil && sv.TestID != s.spec.TestID {
+			err = fmt.Errorf("the verdict is for test %016x, not ours", sv.TestID)
 		}
-		if sv.TestID != s.spec.TestID {
-			verr = cmpErr(verr, fmt.Errorf("stream %d: the verdict is for test %016x, not ours", st.id, sv.TestID))
-			continue
+		switch {
+		case err == nil:
+			v = sv
+		case verr == nil: // the first failure says enough
+			verr = fmt.Errorf("stream %d: %w", st.id, err)
 		}
-		v = sv
 	}
 	if v.TestID == 0 {
 		s.stats.Proof = "no verdict from the receiver"
@@ -94,13 +94,6 @@ func (s *Sender) end() error {
 		errs = append(errs, fmt.Errorf("the receiver's verdict covers %d messages / %d bytes, %d / %d were sent", v.Messages, v.Bytes, m, b))
 	}
 	return errors.Join(errs...)
-}
-
-func cmpErr(a, b error) error {
-	if a != nil {
-		return a
-	}
-	return b
 }
 
 // sendEnd writes the stream's end frame (on sub-stream 0 when messages rotate).

@@ -62,11 +62,7 @@ func (st *stream) run() error {
 			}
 		}
 		st.done, st.more = 0, st.limit < 0 || seq+1 < uint64(st.limit)
-		err := st.send()
-		if st.waitSince.Load() != 0 {
-			st.waitSince.Store(0)
-		}
-		if err != nil {
+		if err := st.send(); err != nil {
 			st.partial = st.done > 0 || st.inPipe > 0
 			if st.s.stop.Load() {
 				return nil // stopped mid-message: not an error, the message is not counted
@@ -212,11 +208,7 @@ func (st *stream) runBatch() error {
 		}
 		u.span = st.ring.Span(first, k*size)
 		u.k, u.sent = k, 0
-		err := st.send()
-		if st.waitSince.Load() != 0 {
-			st.waitSince.Store(0)
-		}
-		if err != nil {
+		if err := st.send(); err != nil {
 			if st.s.stop.Load() {
 				break
 			}

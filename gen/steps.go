@@ -215,19 +215,17 @@ func (st *stream) gsoStep(fd uintptr) bool {
 	}
 	for {
 		err := gsoSendmsg(int(fd), &u.gsoMsg)
-		switch proto.Classify(err) {
+		if err == unix.EIO {
+			u.fallback = "gso demoted to sendmmsg: " + os.NewSyscallError("sendmsg", err).Error()
+			st.step = st.mmsgStep
+			return st.mmsgStep(fd)
+		}
+		switch st.outcome(int64(len(u.span)), err, "sendmsg (gso)") { // a datagram send is all or nothing
 		case proto.Wait:
-			st.waits++
 			return false
 		case proto.Retry:
 			continue
 		case proto.Fail:
-			if err == unix.EIO {
-				u.fallback = "gso demoted to sendmmsg: " + os.NewSyscallError("sendmsg", err).Error()
-				st.step = st.mmsgStep
-				return st.mmsgStep(fd)
-			}
-			st.err = os.NewSyscallError("sendmsg (gso)", err)
 			return true
 		}
 		u.gsoCalls++ // super-buffers sent: the kernel's OutDatagrams counts these
@@ -236,10 +234,10 @@ func (st *stream) gsoStep(fd uintptr) bool {
 	}
 }
 
-// outcome does a step's bookkeeping for a syscall's result (proto.Classify: one errno
-// classifier) and tells the loop what to do: Wait counts a wait for the poller, Fail
-// records the error in st.err; a call that moved nothing without an error fails too
-// (it would loop forever).
+// outcome does every step's bookkeeping for a send syscall's result (proto.Classify: one
+// errno classifier) and tells the loop what to do: Wait counts a wait for the poller and
+// starts the stall clock, progress stops it, Fail records the error in st.err; a call
+// that moved nothing without an error fails too (it would loop forever).
 func (st *stream) outcome(n int64, err error, op string) proto.Outcome {
 	o := proto.Classify(err)
 	switch {

@@ -51,8 +51,9 @@ type stream struct {
 
 	zc *zcState // MSG_ZEROCOPY mode only
 
-	// waitSince is when the message being sent first found the socket full (ns, 0: not
-	// waiting): the stall watchdog reads it. Written only on EAGAIN and after such a send.
+	// waitSince is when the socket was first found full since the last progress (ns, 0:
+	// not waiting): the stall watchdog reads it; outcome writes it, on EAGAIN and on the
+	// progress after one.
 	waitSince atomic.Int64
 	partial   bool // the last message went out only in part (stopped mid-message)
 	hello     bool // a splicegen receiver reported its bound: it will send a verdict

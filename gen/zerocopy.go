@@ -135,27 +135,27 @@ func (st *stream) zcStep(fd uintptr) bool {
 		z.msg = unix.Msghdr{Iov: &z.iov, Iovlen: 1}
 		n, _, e := unix.Syscall(unix.SYS_SENDMSG, fd, uintptr(unsafe.Pointer(&z.msg)), unix.MSG_ZEROCOPY)
 		st.wrCalls++
-		switch proto.Classify(errno(e)) {
-		case proto.Done:
-		case proto.Retry:
-			continue
-		case proto.Wait, proto.Fail:
-			if e != unix.EAGAIN && e != unix.ENOBUFS {
-				st.err = os.NewSyscallError("sendmsg MSG_ZEROCOPY", e)
-				return true
-			}
-			// ENOBUFS: notification memory (optmem_max) or the pinned-page quota
-			// (RLIMIT_MEMLOCK without CAP_IPC_LOCK, mm_account_pinned_pages) is used up;
-			// completions free it. With nothing in flight none will come: fail.
-			if e == unix.ENOBUFS && z.t.next == z.t.base {
+		err := errno(e)
+		if e == unix.ENOBUFS {
+			// Notification memory (optmem_max) or the pinned-page quota (RLIMIT_MEMLOCK
+			// without CAP_IPC_LOCK, mm_account_pinned_pages) is used up; completions free
+			// it, so wait as for a full socket. With nothing in flight none will come.
+			if z.t.next == z.t.base {
 				st.err = fmt.Errorf("sendmsg MSG_ZEROCOPY: %w with nothing in flight: one message exceeds the pinned-page limit (RLIMIT_MEMLOCK, ulimit -l) or net.core.optmem_max; use a smaller --size", e)
 				return true
 			}
-			st.waits++
+			err = unix.EAGAIN
+		}
+		switch st.outcome(int64(n), err, "sendmsg MSG_ZEROCOPY") {
+		case proto.Wait:
 			if st.err = st.zcDrain(fd); st.err != nil {
 				return true
 			}
 			return false
+		case proto.Retry:
+			continue
+		case proto.Fail:
+			return true
 		}
 		z.t.sent()
 		st.done += int(n)

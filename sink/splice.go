@@ -62,15 +62,7 @@ func (r *Receiver) drainSplice(f first, ck *checker) error {
 	// fill with them and splice would wait forever). One read of <= 56 bytes per fill.
 	var tail, more [2 * wire.EndLen]byte
 	nt := 0
-	var n int64
-	var serr error
-	fill := func(fd uintptr) bool {
-		// SPLICE_F_NONBLOCK: the pipe side never blocks; the socket is O_NONBLOCK, so
-		// EAGAIN means "no data": wait in the poller.
-		n, serr = unix.Splice(int(fd), nil, p[1], nil, pcap, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
-		return serr != unix.EAGAIN
-	}
-	err = r.pumpSplice(rc, fill, &n, &serr, func(inPipe int) error {
+	err = r.pumpSplice(rc, p[1], pcap, func(inPipe int) error {
 		for inPipe > 0 {
 			var m int
 			var err error
@@ -131,24 +123,32 @@ func (r *Receiver) drainSplice(f first, ck *checker) error {
 	return err
 }
 
-// pumpSplice splices the socket into the pipe until EOF or an error, handing each fill's
-// byte count to drain (which empties the pipe).
-func (r *Receiver) pumpSplice(rc syscall.RawConn, fill func(uintptr) bool, n *int64, serr *error, drain func(int) error) error {
+// pumpSplice splices the socket into the pipe (write end pw, up to max bytes a call)
+// until EOF or an error, handing each fill's byte count to drain, which empties the pipe.
+func (r *Receiver) pumpSplice(rc syscall.RawConn, pw, max int, drain func(int) error) error {
+	var n int64
+	var serr error
+	fill := func(fd uintptr) bool { // bound once per stream
+		// SPLICE_F_NONBLOCK: the pipe side never blocks; the socket is O_NONBLOCK, so
+		// EAGAIN means "no data": wait in the poller.
+		n, serr = unix.Splice(int(fd), nil, pw, nil, max, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+		return serr != unix.EAGAIN
+	}
 	for {
 		if err := rc.Read(fill); err != nil {
 			return err
 		}
-		if *serr == unix.EINTR {
+		switch proto.Classify(serr) {
+		case proto.Retry:
 			continue
+		case proto.Fail:
+			return os.NewSyscallError("splice", serr)
 		}
-		if *serr != nil {
-			return os.NewSyscallError("splice", *serr)
-		}
-		if *n == 0 {
+		if n == 0 {
 			return nil
 		}
-		r.progress.Add(uint64(*n))
-		if err := drain(int(*n)); err != nil {
+		r.progress.Add(uint64(n))
+		if err := drain(int(n)); err != nil {
 			return err
 		}
 	}

@@ -180,7 +180,7 @@ func cmdCompare(args []string, stdout, stderr io.Writer) (int, error) {
 					cell := report.Cell{Proto: p.name, Mode: m, Size: int(size), Streams: n}
 					if err := p.cellReason(strings.TrimSuffix(m, "-hot"), int(size), c); err != nil {
 						cell.Reason = oneLine(err)
-					} else if err := checkCell(stdout, cellArgs(cell, p.base, p.limit), p, c, cpuSnd, cpuRcv); err != nil {
+					} else if err := checkCell(cellArgs(cell, p.base, p.limit), cell.Size, p, c, cpuSnd, cpuRcv); err != nil {
 						return 0, err // wrong everywhere: one usage error, nothing run
 					}
 					cell.Unsupported = cell.Reason != ""
@@ -333,17 +333,13 @@ func (p *protoPlan) cellReason(mode string, size int, c *common) error {
 
 // checkCell runs a runnable cell's sender and receiver flags through send's and recv's
 // own parsers, so a flag wrong everywhere is one usage error before anything runs.
-func checkCell(stdout io.Writer, sendArgs []string, p *protoPlan, c *common, cpuSnd, cpuRcv string) error {
+func checkCell(sendArgs []string, size int, p *protoPlan, c *common, cpuSnd, cpuRcv string) error {
 	sargs := append(append([]string{}, sendArgs...), "127.0.0.1:5500")
 	if cpuSnd != "" {
 		sargs = append(sargs, "--cpu", cpuSnd)
 	}
 	if _, _, err := parseSend(sargs, io.Discard); err != nil {
 		return err
-	}
-	size := 0
-	if i := slices.Index(sendArgs, "-s"); i >= 0 {
-		size, _ = strconv.Atoi(sendArgs[i+1])
 	}
 	_, _, err := parseRecv(recvArgs(pairSpec{proto: p.name, sink: p.sink, size: size}, c, cpuRcv, "127.0.0.1:5500"), io.Discard)
 	return err

@@ -159,6 +159,19 @@ func (c *common) parse(args []string, stdout io.Writer, synopsis string) (done b
 	return false, nil
 }
 
+// plugin looks up -p (any case; the run's report then names it as its plugin does) and
+// turns the socket flags into its options.
+func (c *common) plugin() (proto.Plugin, proto.Options, error) {
+	p, err := proto.Lookup(c.proto)
+	if err != nil {
+		return nil, proto.Options{}, err
+	}
+	t := p.Traits()
+	c.proto = t.Name
+	o, err := c.options(t)
+	return p, o, err
+}
+
 // options turns the socket flags into the plugin's options, checked against its traits.
 func (c *common) options(t proto.Traits) (proto.Options, error) {
 	o := proto.Options{NoDelay: c.nodelay, Lanes: c.lanes, PPID: c.ppid}
@@ -241,19 +254,16 @@ func signalContext() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 }
 
-// sinkProgress is a side's running totals (the sender fills bytes and messages).
-type sinkProgress = sink.Progress
-
 // intervals prints a line per interval until stop is closed; loss adds the datagram
 // receiver's losses.
-func intervals(w io.Writer, every time.Duration, stop <-chan struct{}, loss bool, progress func() sinkProgress) {
+func intervals(w io.Writer, every time.Duration, stop <-chan struct{}, loss bool, progress func() sink.Progress) {
 	if every <= 0 {
 		return
 	}
 	t := time.NewTicker(every)
 	defer t.Stop()
 	start := time.Now()
-	var last sinkProgress
+	var last sink.Progress
 	lastT := start
 	for {
 		select {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -104,19 +103,7 @@ func TestNewcomerEdges(t *testing.T) {
 // says why the start waited and what to use instead; the run completes (exit 0) and says
 // completeness was not provable.
 func TestNativeToPlainSinkNotice(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err == nil {
-			io.Copy(io.Discard, c)
-			c.Close()
-		}
-	}()
-	r := runArgs("send", "--json", "-i", "0", "-n", "100", ln.Addr().String())
+	r := runArgs("send", "--json", "-i", "0", "-n", "100", plainSink(t, nil))
 	if r.code != 0 || !strings.Contains(r.stderr, "notice: no receiver report within 2s") || !strings.Contains(r.stdout, "not provable") ||
 		strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
 		t.Fatalf("exit %d: %q %s", r.code, r.stderr, r.stdout)

@@ -46,14 +46,10 @@ func parseRecv(args []string, stdout io.Writer) (j *recvJob, done bool, err erro
 	if c.fs.NArg() > 1 {
 		return nil, false, usagef("want at most one [HOST]:PORT, got %d arguments", c.fs.NArg())
 	}
-	if j.plugin, err = proto.Lookup(c.proto); err != nil {
+	if j.plugin, j.opts, err = c.plugin(); err != nil {
 		return nil, false, err
 	}
 	t := j.plugin.Traits()
-	c.proto = t.Name // -p UDP is udp, in the report too
-	if j.opts, err = c.options(t); err != nil {
-		return nil, false, err
-	}
 	if cfg.Format, err = wire.ParseFormat(c.format); err != nil {
 		return nil, false, usageErr{err.Error()}
 	}

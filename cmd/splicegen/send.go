@@ -11,6 +11,7 @@ import (
 	"github.com/splicegen/splicegen/gen"
 	"github.com/splicegen/splicegen/proto"
 	"github.com/splicegen/splicegen/report"
+	"github.com/splicegen/splicegen/sink"
 	"github.com/splicegen/splicegen/wire"
 )
 
@@ -54,14 +55,10 @@ func parseSend(args []string, stdout io.Writer) (j *sendJob, done bool, err erro
 		return nil, false, usagef("want exactly one HOST[:PORT], got %d arguments", c.fs.NArg())
 	}
 	j = &sendJob{c: c}
-	if j.plugin, err = proto.Lookup(c.proto); err != nil {
+	if j.plugin, j.opts, err = c.plugin(); err != nil {
 		return nil, false, err
 	}
 	t := j.plugin.Traits()
-	c.proto = t.Name // -p UDP is udp, in the report too
-	if j.opts, err = c.options(t); err != nil {
-		return nil, false, err
-	}
 	if j.addr, err = hostPort(c.fs.Arg(0), true); err != nil {
 		return nil, false, err
 	}
@@ -164,9 +161,9 @@ func cmdSend(args []string, stdout, stderr io.Writer) (int, error) {
 	}
 
 	stop := make(chan struct{})
-	go intervals(c.intervalOut(stdout, stderr), defaultInterval(c.interval, spec.Duration, c.json, stdout), stop, false, func() sinkProgress {
+	go intervals(c.intervalOut(stdout, stderr), defaultInterval(c.interval, spec.Duration, c.json, stdout), stop, false, func() sink.Progress {
 		b, m := s.Progress()
-		return sinkProgress{Bytes: b, Messages: m}
+		return sink.Progress{Bytes: b, Messages: m}
 	})
 	var k0 map[string]uint64
 	if f := j.plugin.Traits().Counters; f != nil {

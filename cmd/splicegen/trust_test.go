@@ -247,23 +247,9 @@ func TestSenderStallTimeout(t *testing.T) {
 // to the local worst case, said in the ring rule, and no usage error blames the user
 // (it used to map 1.26 GiB per stream for a 1 GiB claim, and exit 2 for 1 TiB).
 func TestPeerReportCapped(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		var h [wire.HelloLen]byte
-		wire.PutHello(h[:], 1<<40)
-		c.Write(h[:])
-		io.Copy(io.Discard, c)
-	}()
-	r := runArgs("send", "--json", "-i", "0", "--bytes", "1MiB", "--stall-timeout", "2s", ln.Addr().String())
+	var h [wire.HelloLen]byte
+	wire.PutHello(h[:], 1<<40)
+	r := runArgs("send", "--json", "-i", "0", "--bytes", "1MiB", "--stall-timeout", "2s", plainSink(t, h[:]))
 	var v struct {
 		Sender struct {
 			RingBytes int `json:"ring_bytes"`
@@ -357,4 +343,26 @@ func TestSpliceSinkCountsOnInterrupt(t *testing.T) {
 	if r.code != 1 || v.Receiver.Messages == 0 || v.Receiver.Bytes == 0 {
 		t.Fatalf("exit %d: %+v", r.code, v.Receiver)
 	}
+}
+
+// plainSink is a TCP peer that is not splicegen: it writes greeting (the receiver report
+// a fake receiver would claim, or nothing), then reads everything, once. It returns its
+// address.
+func plainSink(t *testing.T, greeting []byte) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		c.Write(greeting)
+		io.Copy(io.Discard, c)
+	}()
+	return ln.Addr().String()
 }

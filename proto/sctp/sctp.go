@@ -69,28 +69,29 @@ var ErrNoSCTP = proto.KernelLacks("SCTP not supported by this kernel: socket: pr
 
 // Traits: reliable messages over sub-streams (stream ids); splice runs but the kernel
 // copies (SCTP never got MSG_SPLICE_PAGES; before 6.5 it used sock_no_sendpage).
-func (Plugin) Traits() proto.Traits {
-	return proto.Traits{
-		Name:  "sctp",
-		Kind:  proto.KindMessage,
-		Modes: []string{"splice", "write"},
-		Sinks: []string{"read"},
-		Refused: map[string]string{
-			"sendfile":    "not built for SCTP: the kernel copies page-passing sends into SCTP anyway",
-			"zerocopy":    "SCTP has no MSG_ZEROCOPY",
-			"mmsg":        "sendmmsg batches datagrams",
-			"gso":         "UDP_SEGMENT cuts UDP datagrams",
-			"sink splice": "the receiver needs recvmsg for message boundaries and stream ids",
-		},
-		DefaultSize: 64 << 10,
-		LossFails:   true,
-		Lanes:       true,
-		Notes: map[string]string{"splice": "splice into SCTP is copied by the kernel (SCTP has no MSG_SPLICE_PAGES; 6.1 used sock_no_sendpage): " +
-			"compare splice's sender sys time with write's"},
-		Compare:  proto.CompareDefaults{Modes: "splice,write", Sizes: "64KiB", Limit: "--bytes=4GiB"},
-		Probe:    probe,
-		Counters: counters,
-	}
+// Traits are built once (their maps are shared: callers read them, never write).
+func (Plugin) Traits() proto.Traits { return traits }
+
+var traits = proto.Traits{
+	Name:  "sctp",
+	Kind:  proto.KindMessage,
+	Modes: []string{"splice", "write"},
+	Sinks: []string{"read"},
+	Refused: map[string]string{
+		"sendfile":    "not built for SCTP: the kernel copies page-passing sends into SCTP anyway",
+		"zerocopy":    "SCTP has no MSG_ZEROCOPY",
+		"mmsg":        "sendmmsg batches datagrams",
+		"gso":         "UDP_SEGMENT cuts UDP datagrams",
+		"sink splice": "the receiver needs recvmsg for message boundaries and stream ids",
+	},
+	DefaultSize: 64 << 10,
+	LossFails:   true,
+	Lanes:       true,
+	Notes: map[string]string{"splice": "splice into SCTP is copied by the kernel (SCTP has no MSG_SPLICE_PAGES; 6.1 used sock_no_sendpage): " +
+		"compare splice's sender sys time with write's"},
+	Compare:  proto.CompareDefaults{Modes: "splice,write", Sizes: "64KiB", Limit: "--bytes=4GiB"},
+	Probe:    probe,
+	Counters: counters,
 }
 
 func probe() []proto.Capability {

@@ -17,23 +17,24 @@ func init() { proto.Register(Plugin{}) }
 type Plugin struct{}
 
 // Traits: a byte stream; every page-passing mode runs, loss or a repeat is corruption.
-func (Plugin) Traits() proto.Traits {
-	return proto.Traits{
-		Name:  "tcp",
-		Kind:  proto.KindStream,
-		Modes: []string{"splice", "write", "sendfile", "zerocopy"},
-		Sinks: []string{"read", "splice"},
-		Refused: map[string]string{
-			"mmsg":      "sendmmsg batches datagrams, TCP is a byte stream",
-			"gso":       "UDP_SEGMENT cuts datagrams, TCP segments on its own",
-			"sink mmsg": "recvmmsg is the datagram sink",
-		},
-		DefaultSize: 64 << 10,
-		LossFails:   true,
-		// The seed's experiment.
-		Compare: proto.CompareDefaults{Modes: "splice,write,write-hot", Sizes: "64KiB", Limit: "--bytes=4GiB"},
-		Probe:   probe,
-	}
+// Traits are built once (their maps are shared: callers read them, never write).
+func (Plugin) Traits() proto.Traits { return traits }
+
+var traits = proto.Traits{
+	Name:  "tcp",
+	Kind:  proto.KindStream,
+	Modes: []string{"splice", "write", "sendfile", "zerocopy"},
+	Sinks: []string{"read", "splice"},
+	Refused: map[string]string{
+		"mmsg":      "sendmmsg batches datagrams, TCP is a byte stream",
+		"gso":       "UDP_SEGMENT cuts datagrams, TCP segments on its own",
+		"sink mmsg": "recvmmsg is the datagram sink",
+	},
+	DefaultSize: 64 << 10,
+	LossFails:   true,
+	// The seed's experiment.
+	Compare: proto.CompareDefaults{Modes: "splice,write,write-hot", Sizes: "64KiB", Limit: "--bytes=4GiB"},
+	Probe:   probe,
 }
 
 func probe() []proto.Capability {

@@ -41,25 +41,26 @@ const (
 type Plugin struct{ Prot int }
 
 // Traits: datagrams, loss measured (not a failure), sizes bounded by the IP datagram.
-func (Plugin) Traits() proto.Traits {
-	return proto.Traits{
-		Name:  "udp",
-		Kind:  proto.KindDatagram,
-		Modes: []string{"splice", "write", "mmsg", "gso", "zerocopy"},
-		Sinks: []string{"mmsg"},
-		Refused: map[string]string{
-			"sendfile":    "one datagram per sendfile call: splice covers the page-passing path",
-			"sink read":   "datagrams are read with recvmmsg",
-			"sink splice": "datagrams are read with recvmmsg",
-		},
-		DefaultSize: 1472, // a 1500-byte MTU's payload
-		MaxSize:     MaxIPv4,
-		MaxSize6:    MaxIPv6,
-		// The UDP modes, the sizes people ask about, a fixed time (4 GiB of 64-byte
-		// datagrams would take minutes).
-		Compare: proto.CompareDefaults{Modes: "gso,mmsg,write,splice", Sizes: "64,1472,8192,61440", Limit: "--time=2s"},
-		Probe:   Probe("udp", 0),
-	}
+// Traits are built once (their maps are shared: callers read them, never write).
+func (Plugin) Traits() proto.Traits { return traits }
+
+var traits = proto.Traits{
+	Name:  "udp",
+	Kind:  proto.KindDatagram,
+	Modes: []string{"splice", "write", "mmsg", "gso", "zerocopy"},
+	Sinks: []string{"mmsg"},
+	Refused: map[string]string{
+		"sendfile":    "one datagram per sendfile call: splice covers the page-passing path",
+		"sink read":   "datagrams are read with recvmmsg",
+		"sink splice": "datagrams are read with recvmmsg",
+	},
+	DefaultSize: 1472, // a 1500-byte MTU's payload
+	MaxSize:     MaxIPv4,
+	MaxSize6:    MaxIPv6,
+	// The UDP modes, the sizes people ask about, a fixed time (4 GiB of 64-byte
+	// datagrams would take minutes).
+	Compare: proto.CompareDefaults{Modes: "gso,mmsg,write,splice", Sizes: "64,1472,8192,61440", Limit: "--time=2s"},
+	Probe:   Probe("udp", 0),
 }
 
 // Probe returns the probe rows of a UDP-like protocol.

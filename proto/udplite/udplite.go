@@ -18,8 +18,10 @@ type Plugin struct{ udp.Plugin }
 // Traits: UDP's, less what UDP-Lite refuses: GSO (udp_send_skb answers EIO for
 // UDP-Lite, net/ipv4/udp.c) and MSG_ZEROCOPY (SO_ZEROCOPY is EOPNOTSUPP on it,
 // net/core/sock.c). Checksum coverage stays the kernel default: the whole datagram.
-func (p Plugin) Traits() proto.Traits {
-	t := p.Plugin.Traits()
+func (Plugin) Traits() proto.Traits { return traits }
+
+var traits = func() proto.Traits {
+	t := udp.Plugin{}.Traits()
 	t.Name = "udplite"
 	t.Modes = []string{"splice", "write", "mmsg"}
 	t.Refused = map[string]string{
@@ -32,4 +34,4 @@ func (p Plugin) Traits() proto.Traits {
 	t.Compare = proto.CompareDefaults{Modes: "mmsg,write,splice", Sizes: "64,1472", Limit: "--time=1s"}
 	t.Probe = udp.Probe("udplite", unix.IPPROTO_UDPLITE)
 	return t
-}
+}()
