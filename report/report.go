@@ -127,6 +127,8 @@ type Receiver struct {
 
 // Run is one test: both sides when both were measured (compare), one otherwise.
 type Run struct {
+	Type        string    `json:"type,omitempty"`      // "result" in a --json-stream
+	Direction   string    `json:"direction,omitempty"` // through a server: forward (client sends), reverse
 	Proto       string    `json:"proto"`
 	Mode        string    `json:"mode"`
 	Size        int       `json:"size"`
@@ -163,6 +165,7 @@ type Env struct {
 	Sysctls   map[string]string `json:"sysctls"`
 	Time      string            `json:"time"`
 	Splicegen string            `json:"splicegen"`
+	Server    *Env              `json:"server,omitempty"` // the far host, for runs through a server
 }
 
 // Version is splicegen's version string.

@@ -153,7 +153,8 @@ func (r *Receiver) Run(ctx context.Context, started func()) (*Stats, error) {
 		open     []proto.Conn // admitted
 		results  = make(chan result)
 		stats    = &Stats{Sink: r.cfg.Sink}
-		test     uint64
+		test     = r.cfg.TestID // 0: the first admitted header's
+		claimed  bool
 		expected = r.cfg.Streams
 		streams  = map[uint32]bool{}
 		begin    time.Time
@@ -203,7 +204,7 @@ func (r *Receiver) Run(ctx context.Context, started func()) (*Stats, error) {
 			if r.cfg.Format == wire.FormatNative {
 				id = f.h.Stream
 				want := expected // the test's stream count, or what this header would make it
-				if test == 0 && want == 0 {
+				if !claimed && want == 0 {
 					want = max(1, int(f.h.Streams))
 				}
 				switch {
@@ -218,8 +219,8 @@ func (r *Receiver) Run(ctx context.Context, started func()) (*Stats, error) {
 					a.strays.extra.Add(1)
 					continue
 				}
-				if test == 0 {
-					test, expected = f.h.TestID, want
+				if !claimed {
+					test, expected, claimed = f.h.TestID, want, true
 					stats.Announced = int(f.h.Streams)
 				}
 			} else if expected == 0 {

@@ -212,7 +212,11 @@ func (r *DgramReceiver) datagram(b []byte, now time.Time) {
 		return
 	}
 	end := h.Flags&wire.FlagEnd != 0
-	if r.test == 0 {
+	if r.expect == 0 {
+		if r.cfg.TestID != 0 && h.TestID != r.cfg.TestID {
+			r.strays.otherTest.Add(1)
+			return
+		}
 		if end {
 			r.strays.garbage.Add(1) // an end cannot start a test
 			return

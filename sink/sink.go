@@ -35,6 +35,9 @@ type Config struct {
 	// Stall makes the read sink sleep after every read: a slow reader whose queue stays
 	// full, the worst case for the sender's page reuse.
 	Stall time.Duration
+	// TestID, when set, is the only test counted (the server's children: the id it gave
+	// its authenticated client); 0 admits the first native header's.
+	TestID uint64
 	// GRO asks a datagram receiver for UDP_GRO (coalesced datagrams, split here).
 	GRO bool
 }

@@ -41,7 +41,9 @@ const usage = `splicegen: traffic through vmsplice(2) → pipe → splice(2), me
 usage:
   splicegen send    [flags] HOST[:PORT]   transmit one test (port 5500 by default)
   splicegen recv    [flags] [HOST]:PORT   receive one test and report
-  splicegen compare [flags]               side-by-side runs on loopback (matrix, table, JSON/CSV/HTML)
+  splicegen server  [flags]               run the far side of tests for clients (port 5499)
+  splicegen run     [flags] HOST[:PORT]   one test against a server: both hosts' figures (-R, --bidir)
+  splicegen compare [flags]               side-by-side runs on loopback or --server HOST (matrix, table, JSON/CSV/HTML)
   splicegen report  [flags] R.json [B.json]  re-render saved results; two files: side by side with ratios
   splicegen probe                         what this kernel supports
   splicegen --version                     version and source revision
@@ -82,9 +84,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "report":
 		code, err = cmdReport(args[1:], stdout, stderr)
 	case "server":
-		err = usagef("%s is not implemented yet", args[0])
+		code, err = cmdServer(args[1:], stdout, stderr)
+	case "run":
+		code, err = cmdRun(args[1:], stdout, stderr)
 	default:
-		err = usagef("unknown command %q (want send, recv, compare, report, probe or --version)", args[0])
+		err = usagef("unknown command %q (want send, recv, server, run, compare, report, probe or --version)", args[0])
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "splicegen %s: %s\n", args[0], oneLine(err))
@@ -116,6 +120,8 @@ type common struct {
 	rcvbuf   string
 	cpu      string
 	json     bool
+	stream   bool   // --json-stream: JSON lines
+	testID   string // --test-id
 	interval time.Duration
 	nodelay  bool
 	lanes    int
@@ -125,6 +131,21 @@ type common struct {
 // addOutput adds the flags of a command that prints one result (send, recv).
 func (c *common) addOutput() {
 	c.fs.BoolVar(&c.json, "json", false, "print the result as one JSON object")
+	c.fs.BoolVar(&c.stream, "json-stream", false, "print one JSON object per line: interval records (-i), then the result")
+	c.fs.StringVar(&c.testID, "test-id", "", "the test id (hex) the server gave its client: only it counts")
+	c.fs.MarkHidden("test-id")
+}
+
+// parseTestID parses --test-id (0: not given).
+func (c *common) parseTestID() (uint64, error) {
+	if c.testID == "" {
+		return 0, nil
+	}
+	id, err := strconv.ParseUint(c.testID, 16, 64)
+	if err != nil || id == 0 {
+		return 0, usagef("--test-id %q: want a non-zero hex number", c.testID)
+	}
+	return id, nil
 }
 
 func newCommon(name string) *common {
@@ -218,17 +239,20 @@ func (c *common) pin() error {
 	return nil
 }
 
-// hostPort checks HOST[:PORT] and fills in the default port.
-func hostPort(arg string, needHost bool) (string, error) {
+// hostPort checks HOST[:PORT] and fills in the data port's default.
+func hostPort(arg string, needHost bool) (string, error) { return hostPortOr(arg, needHost, "5500") }
+
+// hostPortOr checks HOST[:PORT] and fills in port def.
+func hostPortOr(arg string, needHost bool, def string) (string, error) {
 	if _, err := strconv.Atoi(arg); err == nil && !needHost {
 		arg = ":" + arg // recv 6900: a port alone (no host is all digits)
 	}
 	host, port, err := net.SplitHostPort(arg)
 	if err != nil {
 		if strings.Count(arg, ":") > 1 && !strings.HasPrefix(arg, "[") {
-			host, port = arg, "5500" // a bare IPv6 address
+			host, port = arg, def // a bare IPv6 address
 		} else if !strings.Contains(arg, ":") {
-			host, port = arg, "5500"
+			host, port = arg, def
 		} else {
 			return "", usagef("address %q: want HOST:PORT", arg)
 		}
@@ -254,42 +278,56 @@ func signalContext() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 }
 
-// intervals prints a line per interval until stop is closed; loss adds the datagram
-// receiver's losses.
-func intervals(w io.Writer, every time.Duration, stop <-chan struct{}, loss bool, progress func() sink.Progress) {
+// intervals prints an interval record (a text line, or a JSON line with --json-stream)
+// every interval until the returned stop is called; stop waits for the printer, so no
+// record follows the result. loss adds a datagram receiver's losses.
+func (c *common) intervals(stdout, stderr io.Writer, every time.Duration, role string, loss bool, progress func() sink.Progress) (stop func()) {
 	if every <= 0 {
-		return
+		return func() {}
 	}
-	t := time.NewTicker(every)
-	defer t.Stop()
-	start := time.Now()
-	var last sink.Progress
-	lastT := start
-	for {
-		select {
-		case <-stop:
-			return
-		case now := <-t.C:
-			p := progress()
-			sec := now.Sub(lastT).Seconds()
-			dm, dl := p.Messages-last.Messages, p.Lost-last.Lost
-			fmt.Fprintf(w, "[%5.1fs] %8.2f Gbit/s %10.0f msg/s", now.Sub(start).Seconds(), float64(p.Bytes-last.Bytes)*8/sec/1e9, float64(dm)/sec)
-			if loss {
-				pct := 0.0
+	w := c.intervalOut(stdout, stderr)
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		start := time.Now()
+		var last sink.Progress
+		lastT := start
+		for {
+			select {
+			case <-quit:
+				return
+			case now := <-t.C:
+				p := progress()
+				sec := now.Sub(lastT).Seconds()
+				dm, dl := p.Messages-last.Messages, p.Lost-last.Lost
+				iv := report.Interval{Type: "interval", Role: role, At: now.Sub(start).Seconds(), Seconds: sec,
+					Bytes: p.Bytes - last.Bytes, Messages: dm, GbitS: float64(p.Bytes-last.Bytes) * 8 / sec / 1e9,
+					MsgS: float64(dm) / sec, Lost: dl, Total: p.Bytes, Loss: loss}
 				if dm+dl > 0 {
-					pct = float64(dl) / float64(dm+dl) * 100
+					iv.LossPct = float64(dl) / float64(dm+dl) * 100
 				}
-				fmt.Fprintf(w, "  lost %d (%.2f%%)", dl, pct)
+				if c.stream {
+					b, _ := json.Marshal(&iv)
+					w.Write(append(b, '\n')) // one write per line: lines never interleave
+				} else {
+					iv.Line(w, "")
+				}
+				last, lastT = p, now
 			}
-			fmt.Fprintf(w, "  total %s\n", report.Human(p.Bytes))
-			last, lastT = p, now
 		}
-	}
+	}()
+	return func() { close(quit); <-done }
 }
 
-func defaultInterval(flag time.Duration, run time.Duration, jsonOut bool, stdout io.Writer) time.Duration {
+func (c *common) defaultInterval(run time.Duration, stdout io.Writer) time.Duration {
+	flag, jsonOut := c.interval, c.json
 	if flag >= 0 {
 		return flag
+	}
+	if c.stream {
+		return time.Second
 	}
 	if f, ok := stdout.(*os.File); ok && !jsonOut && term.IsTerminal(int(f.Fd())) && (run == 0 || run > 2*time.Second) {
 		return time.Second
@@ -300,7 +338,7 @@ func defaultInterval(flag time.Duration, run time.Duration, jsonOut bool, stdout
 // intervalOut is where interval lines go: stdout, or stderr when --json keeps stdout
 // for the one JSON object.
 func (c *common) intervalOut(stdout, stderr io.Writer) io.Writer {
-	if c.json {
+	if c.json && !c.stream {
 		return stderr
 	}
 	return stdout
@@ -313,7 +351,11 @@ func (c *common) emit(w io.Writer, r *report.Run, runErr error) {
 		r.Error = oneLine(runErr)
 	}
 	r.Time = time.Now().UTC().Format(time.RFC3339)
-	if c.json {
+	if c.stream {
+		r.Type = "result"
+		b, _ := json.Marshal(r)
+		w.Write(append(b, '\n'))
+	} else if c.json {
 		printJSON(w, r)
 	} else {
 		report.Text(w, r)

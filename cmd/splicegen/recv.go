@@ -57,6 +57,9 @@ func parseRecv(args []string, stdout io.Writer) (j *recvJob, done bool, err erro
 		cfg.Sink = t.DefaultSink()
 	}
 	cfg.Verify, cfg.Streams = c.verify, c.streams
+	if cfg.TestID, err = c.parseTestID(); err != nil {
+		return nil, false, err
+	}
 	if c.size != "" {
 		n, err := parseSize(c.size)
 		if err != nil {
@@ -127,17 +130,17 @@ func (j *recvJob) test(ctx context.Context, rcv sink.Runner, stdout, stderr io.W
 	c, cfg, t := j.c, j.cfg, j.plugin.Traits()
 	var u0 report.Usage
 	var k0 map[string]uint64
-	stop := make(chan struct{})
-	every := defaultInterval(c.interval, 0, c.json, stdout)
+	stop := func() {}
+	every := c.defaultInterval(0, stdout)
 	st, runErr := rcv.Run(ctx, func() {
 		u0 = report.Now()
 		if t.Counters != nil {
 			k0 = t.Counters()
 		}
-		go intervals(j.c.intervalOut(stdout, stderr), every, stop, !t.LossFails, rcv.Progress)
+		stop = c.intervals(stdout, stderr, every, "receiver", !t.LossFails, rcv.Progress)
 	})
 	u1 := report.Now()
-	close(stop)
+	stop()
 	if u0.At.IsZero() { // nothing measured: interrupted (or the socket failed) before any data
 		if ctx.Err() != nil {
 			return exitFailed, fmt.Errorf("interrupted before any sender connected")

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/spf13/pflag"
 	"github.com/splicegen/splicegen/gen"
 	"github.com/splicegen/splicegen/proto"
 	"github.com/splicegen/splicegen/report"
@@ -27,7 +28,12 @@ type sendJob struct {
 // parseSend is the one parser of send's flags: send uses it, and compare checks every
 // cell of its matrix with it before running anything. done: help was printed.
 func parseSend(args []string, stdout io.Writer) (j *sendJob, done bool, err error) {
-	c := newCommon("send")
+	return parseSendAs("send", args, stdout, nil)
+}
+
+// parseSendAs parses send's flags for a command (send, run) that may add its own.
+func parseSendAs(cmd string, args []string, stdout io.Writer, extra func(*pflag.FlagSet)) (j *sendJob, done bool, err error) {
+	c := newCommon(cmd)
 	c.addOutput()
 	var mode, bytesS, ringS, io_, rateS, ppsS string
 	var count int64
@@ -48,7 +54,10 @@ func parseSend(args []string, stdout io.Writer) (j *sendJob, done bool, err erro
 	c.fs.DurationVar(&spec.StallTimeout, "stall-timeout", gen.DefaultStallTimeout, "end the test as \"peer stalled\" (exit 1) when the socket stays full this long; also bounds the wait for the receiver's verdict")
 	c.fs.StringVar(&io_, "io", "poll", "data-path I/O: poll (netpoller) or block (blocking fd on a locked thread)")
 	c.fs.MarkHidden("io")
-	if done, err := c.parse(args, stdout, "splicegen send [flags] HOST[:PORT]"); done || err != nil {
+	if extra != nil {
+		extra(c.fs)
+	}
+	if done, err := c.parse(args, stdout, "splicegen "+cmd+" [flags] HOST[:PORT]"); done || err != nil {
 		return nil, done, err
 	}
 	if c.fs.NArg() != 1 {
@@ -115,6 +124,9 @@ func parseSend(args []string, stdout io.Writer) (j *sendJob, done bool, err erro
 			return nil, false, usagef("--pps: %v", err)
 		}
 	}
+	if spec.TestID, err = c.parseTestID(); err != nil {
+		return nil, false, err
+	}
 	if err := spec.Check(t, j.addr); err != nil {
 		return nil, false, err
 	}
@@ -160,8 +172,7 @@ func cmdSend(args []string, stdout, stderr io.Writer) (int, error) {
 		fmt.Fprintln(stderr, "splicegen send: notice: no receiver report within 2s: the peer is not a splicegen receiver (use --format raw for plain sinks); ring sized for the worst case, completeness not provable")
 	}
 
-	stop := make(chan struct{})
-	go intervals(c.intervalOut(stdout, stderr), defaultInterval(c.interval, spec.Duration, c.json, stdout), stop, false, func() sink.Progress {
+	stop := c.intervals(stdout, stderr, c.defaultInterval(spec.Duration, stdout), "sender", false, func() sink.Progress {
 		b, m := s.Progress()
 		return sink.Progress{Bytes: b, Messages: m}
 	})
@@ -172,7 +183,7 @@ func cmdSend(args []string, stdout, stderr io.Writer) (int, error) {
 	u0 := report.Now()
 	st, runErr := s.Run(ctx)
 	u1 := report.Now()
-	close(stop)
+	stop()
 	u1.At = u0.At.Add(st.Real) // the data's time: end-of-test datagrams linger after it
 
 	r := &report.Run{Proto: c.proto, Mode: spec.Mode, Size: spec.Size, Streams: spec.Streams,

@@ -1,0 +1,72 @@
+package control
+
+import (
+	"strconv"
+)
+
+// The two sides of a direction run as child processes of this binary: "send" and
+// "recv" with --json-stream. Their flags are built here from a bounded request, for the
+// server's sides and the client's alike, and go through send's and recv's own parsers.
+
+// SendArgs are the flags of a direction's sender: to addr, with the test's id.
+func SendArgs(r *Request, id uint64, cpu, addr string) []string {
+	a := []string{"send", "--json-stream", "-p", r.Proto, "-m", r.Mode, "-s", strconv.Itoa(r.Size),
+		"-P", strconv.Itoa(r.Streams), "--test-id", strconv.FormatUint(id, 16)}
+	switch {
+	case r.Count > 0:
+		a = append(a, "-n", strconv.FormatInt(r.Count, 10))
+	case r.Bytes > 0:
+		a = append(a, "--bytes", strconv.FormatInt(r.Bytes, 10))
+	default:
+		a = append(a, "-t", ms(r.TimeMS).String())
+	}
+	if r.HotBuffer {
+		a = append(a, "--hot-buffer")
+	}
+	if r.Rate > 0 {
+		a = append(a, "-b", strconv.FormatFloat(r.Rate, 'f', 0, 64))
+	}
+	if r.PPS > 0 {
+		a = append(a, "--pps", strconv.FormatFloat(r.PPS, 'f', 0, 64))
+	}
+	if r.SndBuf > 0 {
+		a = append(a, "--sndbuf", strconv.Itoa(r.SndBuf))
+	}
+	if r.Batch > 0 {
+		a = append(a, "--batch", strconv.Itoa(r.Batch))
+	}
+	return append(common(a, r, cpu), addr)
+}
+
+// RecvArgs are the flags of a direction's receiver on an inherited socket (fd 3).
+func RecvArgs(r *Request, id uint64, cpu string) []string {
+	a := []string{"recv", "--json-stream", "-p", r.Proto, "--test-id", strconv.FormatUint(id, 16), "--listen-fd", "3"}
+	if r.Sink != "" {
+		a = append(a, "--sink", r.Sink)
+	}
+	if r.RcvBuf > 0 {
+		a = append(a, "--rcvbuf", strconv.Itoa(r.RcvBuf))
+	}
+	return common(a, r, cpu)
+}
+
+// common adds the flags both sides take.
+func common(a []string, r *Request, cpu string) []string {
+	a = append(a, "-i", ms(r.IntervalMS).String())
+	if r.Verify {
+		a = append(a, "--verify")
+	}
+	if r.NoDelay {
+		a = append(a, "--nodelay")
+	}
+	if r.Lanes > 1 {
+		a = append(a, "--sctp-streams", strconv.Itoa(r.Lanes))
+	}
+	if r.PPID != 0 {
+		a = append(a, "--sctp-ppid", strconv.FormatUint(uint64(r.PPID), 10))
+	}
+	if cpu != "" {
+		a = append(a, "--cpu", cpu)
+	}
+	return a
+}
