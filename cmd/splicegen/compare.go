@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/splicegen/splicegen/control"
 	"github.com/splicegen/splicegen/gen"
 	"github.com/splicegen/splicegen/proto"
 	"github.com/splicegen/splicegen/report"
@@ -39,7 +40,7 @@ type protoPlan struct {
 
 func cmdCompare(args []string, stdout, stderr io.Writer) (int, error) {
 	c := newCommon("compare")
-	var modes, bytesS, jsonFile, csvFile, htmlFile, sinkName, cpuSnd, cpuRcv, streamsS string
+	var modes, bytesS, jsonFile, csvFile, htmlFile, sinkName, cpuSnd, cpuRcv, streamsS, server, tokenFile string
 	var dur time.Duration
 	var repeat int
 	c.fs.Lookup("proto").Usage = "protocols, comma-separated: tcp, udp, sctp"
@@ -58,6 +59,8 @@ func cmdCompare(args []string, stdout, stderr io.Writer) (int, error) {
 	c.fs.StringVar(&htmlFile, "html", "", "save a self-contained HTML report (tables and charts) to this file")
 	c.fs.StringVar(&cpuSnd, "cpu-sender", "", "pin the sender (default CPU 0 when there are 2+ CPUs)")
 	c.fs.StringVar(&cpuRcv, "cpu-receiver", "", "pin the receiver (default CPU 1 when there are 2+ CPUs)")
+	c.fs.StringVar(&server, "server", "", "run every cell against a splicegen server at HOST[:PORT] (this host sends, the server receives)")
+	c.fs.StringVar(&tokenFile, "token-file", "", "with --server: file holding its token (default $SPLICEGEN_TOKEN)")
 	c.fs.MarkHidden("cpu")
 	c.fs.MarkHidden("interval")
 	if done, err := c.parse(args, stdout, "splicegen compare [flags]"); done || err != nil {
@@ -91,7 +94,19 @@ func cmdCompare(args []string, stdout, stderr io.Writer) (int, error) {
 		}
 		return sizes, nil
 	}
-	if runtime.NumCPU() >= 2 {
+	var token string
+	if server != "" {
+		var err error
+		if server, err = hostPortOr(server, true, controlPort); err != nil {
+			return 0, err
+		}
+		if token, err = control.LoadToken(tokenFile); err != nil {
+			return 0, usageErr{err.Error()}
+		}
+		if runtime.NumCPU() >= 2 {
+			cpuSnd = cmp(cpuSnd, "0") // the receiver's CPUs are the server's: pinned only when asked
+		}
+	} else if runtime.NumCPU() >= 2 {
 		cpuSnd, cpuRcv = cmp(cpuSnd, "0"), cmp(cpuRcv, "1")
 	}
 	exe, err := os.Executable()
@@ -180,7 +195,7 @@ func cmdCompare(args []string, stdout, stderr io.Writer) (int, error) {
 					cell := report.Cell{Proto: p.name, Mode: m, Size: int(size), Streams: n}
 					if err := p.cellReason(strings.TrimSuffix(m, "-hot"), int(size), c); err != nil {
 						cell.Reason = oneLine(err)
-					} else if err := checkCell(cellArgs(cell, p.base, p.limit), cell.Size, p, c, cpuSnd, cpuRcv); err != nil {
+					} else if err := checkCell(cellArgs(cell, p.base, p.limit), cell.Size, p, c, cpuSnd, cmp(cpuRcv, "0")); err != nil {
 						return 0, err // wrong everywhere: one usage error, nothing run
 					}
 					cell.Unsupported = cell.Reason != ""
@@ -207,6 +222,9 @@ func cmdCompare(args []string, stdout, stderr io.Writer) (int, error) {
 	total := len(runnable) * repeat
 	fmt.Fprintf(stdout, "compare: %d cells (%d unsupported), %d repeats, streams %s, %d runs, sender CPU %s, receiver CPU %s\n",
 		len(cells), len(cells)-len(runnable), repeat, streamsS, total, cmp(cpuSnd, "any"), cmp(cpuRcv, "any"))
+	if server != "" {
+		fmt.Fprintf(stdout, "compare: through the server at %s: this host sends, the server receives and measures its side\n", server)
+	}
 	prog := newProgress(stdout, stderr, total)
 	failed := false
 runs:
@@ -221,8 +239,18 @@ runs:
 			}
 			p := plan[cell.Proto]
 			prog.start(fmt.Sprintf("%s %s %d B%s, repeat %d", cell.Proto, cell.Mode, cell.Size, streamsTag(cell.Streams), rep+1))
-			r, err := runPair(ctx, exe, c, pairSpec{proto: cell.Proto, sink: p.sink, size: cell.Size,
-				sendArgs: cellArgs(cell, p.base, p.limit)}, cpuSnd, cpuRcv)
+			var r *report.Run
+			var err error
+			if server != "" {
+				var far *report.Env
+				r, far, err = remoteRun(ctx, exe, server, token, cellArgs(cell, p.base, p.limit), p.sink, cpuSnd, cpuRcv)
+				if far != nil && out.Env.Server == nil {
+					out.Env.Server = far
+				}
+			} else {
+				r, err = runPair(ctx, exe, c, pairSpec{proto: cell.Proto, sink: p.sink, size: cell.Size,
+					sendArgs: cellArgs(cell, p.base, p.limit)}, cpuSnd, cpuRcv)
+			}
 			prog.done()
 			if err != nil {
 				if ctx.Err() != nil {
