@@ -134,8 +134,6 @@ func (r *Request) Bound(l Limits) (notes []string, err error) {
 		if r.TimeMS > max {
 			notes = append(notes, fmt.Sprintf("time cut from %v to the server's --max-duration %v", ms(r.TimeMS), ms(max)))
 			r.TimeMS = max
-		} else if r.TimeMS == 0 {
-			notes = append(notes, fmt.Sprintf("the server ends the test at its --max-duration %v", ms(max)))
 		}
 	}
 	if l.Rate > 0 {

@@ -49,7 +49,7 @@ func TestRecvKeep(t *testing.T) {
 // Every command's help, held against testdata/help/*.txt (UPDATE_GOLDEN=1 rewrites them):
 // a flag added, renamed or described differently shows up in review.
 func TestHelpGolden(t *testing.T) {
-	for _, cmd := range [][]string{{"--help"}, {"send", "--help"}, {"recv", "--help"}, {"compare", "--help"}, {"report", "--help"}, {"probe", "--help"}} {
+	for _, cmd := range [][]string{{"--help"}, {"send", "--help"}, {"recv", "--help"}, {"server", "--help"}, {"run", "--help"}, {"compare", "--help"}, {"report", "--help"}, {"probe", "--help"}} {
 		r := runArgs(cmd...)
 		if r.code != 0 || r.stderr != "" {
 			t.Fatalf("%q: exit %d %q", cmd, r.code, r.stderr)

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"strings"
 	"sync"
 	"time"
 
@@ -136,6 +135,9 @@ func (r *remoteFlags) add(fs *pflag.FlagSet) {
 	fs.StringVar(&r.serverCPU, "server-cpu", "", "pin the server's side to these CPUs (of the server)")
 	fs.StringVar(&r.sink, "sink", "", "the receiver's sink (read, splice for tcp; default: the protocol's first)")
 	fs.StringVar(&r.tokenFile, "token-file", "", "file holding the server's token (default $SPLICEGEN_TOKEN)")
+	for _, f := range []string{"ring", "unsafe-ring", "stall-timeout", "format"} {
+		fs.MarkHidden(f) // both hosts size their rings by the rule; a server test is native
+	}
 }
 
 // requestOf turns a parsed send into a control request.
@@ -327,5 +329,3 @@ func remoteRun(ctx context.Context, exe, server, token string, sendArgs []string
 	}
 	return r, &cl.Welcome.Env, nil
 }
-
-var _ = strings.TrimSpace
