@@ -37,7 +37,7 @@ up)
   done
   ip -n "$L-client" route add default via "$P.1.1"
   ip -n "$L-server" route add default via "$P.2.1"
-  ip netns exec "$L-router" sysctl -qw net.ipv4.ip_forward=1
+  ip netns exec "$L-router" sh -c "echo 1 > /proc/sys/net/ipv4/ip_forward"
   echo "lab $L up: client $P.1.2 → router → server $P.2.2"
   ;;
 down)

@@ -235,3 +235,24 @@ func TestSCTPStreamsWithoutMessages(t *testing.T) {
 		t.Fatalf("exit send %d recv %d: %s %s", snd.code, rcv.code, rcv.stdout, snd.stderr)
 	}
 }
+
+// SCTP through the server (in the guest, on loopback): both directions and --bidir,
+// verified, both sides' figures in one JSON.
+func TestSCTPServer(t *testing.T) {
+	requireSCTP(t)
+	s := startServer(t, "", "--listen", "127.0.0.1:0", "--no-auth")
+	for _, c := range []struct {
+		flags []string
+		dirs  []string
+	}{
+		{nil, []string{"forward"}},
+		{[]string{"-R", "-m", "write", "-s", "1400"}, []string{"reverse"}},
+		{[]string{"--bidir"}, []string{"forward", "reverse"}},
+	} {
+		args := append([]string{"run", s.addr, "-p", "sctp", "--verify", "--json", "--bytes", "16MiB"}, c.flags...)
+		f := clean(t, fmt.Sprint(args), runCLI(t, "", nil, 5*time.Minute, args...), false, c.dirs...)
+		for _, r := range f.Runs {
+			t.Logf("sctp %s %v: %.3f Gbit/s, receiver %d messages", r.Direction, c.flags, r.Receiver.GbitS, r.Receiver.Messages)
+		}
+	}
+}

@@ -366,3 +366,21 @@ func plainSink(t *testing.T, greeting []byte) string {
 	}()
 	return ln.Addr().String()
 }
+
+// A receiver given its test id (the server's sides: the id it gave its authenticated
+// client) counts nothing else: a stranger who comes first with another test id is a
+// stray and cannot claim the test.
+func TestPresetTestIDOnlyCounts(t *testing.T) {
+	for _, p := range []string{"tcp", "udp"} {
+		r, addr := recvChild(t, p, "--test-id", "5eed")
+		stranger := runArgs("send", "-p", p, "-n", "5", "-s", "1000", "--test-id", "bad", "-i", "0", "--stall-timeout", "1s", addr)
+		time.Sleep(100 * time.Millisecond)
+		snd := runArgs("send", "-p", p, "-n", "200", "-s", "1000", "--verify", "--test-id", "5eed", "-i", "0", "--json", addr)
+		r.wait(t, 30*time.Second)
+		var v verdictJSON
+		mustJSON(t, r.stdout.String(), &v)
+		if r.code != 0 || snd.code != 0 || v.Receiver.Messages != 200 || v.Receiver.Stray == 0 {
+			t.Fatalf("%s: exit recv %d send %d (stranger %d): %s %s", p, r.code, snd.code, stranger.code, r.stdout.String(), snd.stderr)
+		}
+	}
+}
