@@ -23,8 +23,9 @@ const (
 // reflected as the other; fresh nonces per connection make a recorded proof useless.
 // Proofs are compared with hmac.Equal (constant time).
 const (
-	labelServer = "splicegen control v1 server\x00"
-	labelClient = "splicegen control v1 client\x00"
+	labelServer  = "splicegen control v1 server\x00"
+	labelClient  = "splicegen control v1 client\x00"
+	labelSession = "splicegen control v1 session\x00" // the key that tags every later frame
 )
 
 // MinToken is the shortest token accepted.
@@ -97,6 +98,9 @@ func serverHandshake(c *Conn, token []byte, w *Welcome) error {
 		c.Fail(ErrCodeAuth, "authentication failed")
 		return ErrAuth
 	}
+	if token != nil {
+		c.seal(proof(token, labelSession, h.Nonce, ch.Nonce), 's', 'c')
+	}
 	return c.Write(handshakeWait, TWelcome, w)
 }
 
@@ -128,6 +132,9 @@ func clientHandshake(c *Conn, token, client string) (*Welcome, error) {
 	}
 	if err := c.Write(handshakeWait, TAuth, a); err != nil {
 		return nil, err
+	}
+	if ch.Auth == AuthHMAC {
+		c.seal(proof([]byte(token), labelSession, h.Nonce, ch.Nonce), 'c', 's')
 	}
 	var w Welcome
 	if err := c.Expect(handshakeWait, TWelcome, &w); err != nil {

@@ -255,3 +255,51 @@ func FuzzDecode(f *testing.F) {
 		ParseHeader(body)
 	})
 }
+
+// After the handshake every frame is tagged: an altered, replayed or reflected frame is
+// refused.
+func TestSealedFrames(t *testing.T) {
+	key := []byte("session key for the test, 32 b.")
+	frameBytes := func(v any) []byte {
+		a, b := pipe(t)
+		defer a.Close()
+		defer b.Close()
+		c := NewConn(a)
+		c.seal(key, 's', 'c')
+		c.Write(time.Second, TReady, v)
+		buf := make([]byte, 4096)
+		b.SetReadDeadline(time.Now().Add(time.Second))
+		n, _ := b.Read(buf)
+		return buf[:n]
+	}
+	read := func(raw []byte, role, peer byte, seq uint64) error {
+		a, b := pipe(t)
+		defer a.Close()
+		defer b.Close()
+		c := NewConn(b)
+		c.seal(key, role, peer)
+		c.rseq = seq
+		a.Write(raw)
+		var r Ready
+		return c.Expect(time.Second, TReady, &r)
+	}
+	good := frameBytes(Ready{Notes: []string{"ok"}})
+	if err := read(good, 'c', 's', 0); err != nil {
+		t.Fatalf("a good frame: %v", err)
+	}
+	bad := bytes.Clone(good)
+	bad[HeaderLen+3] ^= 1
+	if err := read(bad, 'c', 's', 0); !errors.Is(err, ErrIntegrity) {
+		t.Errorf("altered: %v", err)
+	}
+	if err := read(good, 'c', 's', 1); !errors.Is(err, ErrIntegrity) {
+		t.Errorf("replayed as the next frame: %v", err)
+	}
+	if err := read(good, 's', 'c', 0); !errors.Is(err, ErrIntegrity) {
+		t.Errorf("reflected to its sender: %v", err)
+	}
+	unsealed := frame(TReady, `{"tests":null}`)
+	if err := read(unsealed, 'c', 's', 0); !errors.Is(err, ErrIntegrity) {
+		t.Errorf("an untagged frame: %v", err)
+	}
+}
