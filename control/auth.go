@@ -119,12 +119,17 @@ func clientHandshake(c *Conn, token, client string) (*Welcome, error) {
 	var a Auth
 	switch ch.Auth {
 	case AuthNone:
+		if token != "" {
+			// A client with a token wants to know it talks to the server: an impostor
+			// (or an open server) could fake every result.
+			return nil, fmt.Errorf("%w: the server does not authenticate (--no-auth) but this client has a token; unset SPLICEGEN_TOKEN to use an open server", ErrAuth)
+		}
 	case AuthHMAC:
 		if token == "" {
 			return nil, fmt.Errorf("%w: the server wants a token (--token-file or SPLICEGEN_TOKEN)", ErrAuth)
 		}
 		if len(ch.Nonce) != NonceLen || !hmac.Equal(ch.MAC, proof([]byte(token), labelServer, h.Nonce, ch.Nonce)) {
-			return nil, fmt.Errorf("%w: the server does not know our token", ErrAuth)
+			return nil, fmt.Errorf("%w: the server's proof does not match our token (different tokens, or not our server)", ErrAuth)
 		}
 		a.MAC = proof([]byte(token), labelClient, h.Nonce, ch.Nonce)
 	default:

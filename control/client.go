@@ -30,6 +30,9 @@ func Dial(ctx context.Context, addr, token, version string) (*Client, error) {
 	}
 	c := NewConn(nc)
 	w, err := clientHandshake(c, token, version)
+	if err == nil && (w.Limits.Duration < 1 || w.Limits.Tests < 1) {
+		err = fmt.Errorf("the server states no test duration limit: not a splicegen server")
+	}
 	if err != nil {
 		nc.Close()
 		return nil, err
@@ -92,6 +95,19 @@ func (cl *Client) Run(ctx context.Context, exe string, req Request, cpu string, 
 		return nil, fmt.Errorf("the server bounded the test to something invalid: %v", err)
 	}
 
+	// One entry per direction asked, each with a test id (a hostile server must not make
+	// this host start sides it did not ask for).
+	want := map[string]bool{DirForward: req.Direction != DirReverse, DirReverse: req.Direction != DirForward}
+	if len(ready.Tests) != map[bool]int{false: 1, true: 2}[req.Direction == DirBidir] {
+		return nil, fmt.Errorf("the server's ready has %d tests for a %s test", len(ready.Tests), req.Direction)
+	}
+	for _, t := range ready.Tests {
+		if !want[t.Direction] || t.TestID == 0 || t.Direction == DirForward && (t.Port < 1 || t.Port > 65535) {
+			return nil, fmt.Errorf("the server's ready names an unasked or malformed %q test", t.Direction)
+		}
+		want[t.Direction] = false
+	}
+
 	lctx, lcancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer lcancel()
 	var sides []*Side
@@ -106,15 +122,10 @@ func (cl *Client) Run(ctx context.Context, exe string, req Request, cpu string, 
 		var args []string
 		var file *os.File
 		var role string
-		switch {
-		case t.TestID == 0:
-			return nil, fmt.Errorf("the server gave test id 0")
-		case t.Direction == DirForward && req.Direction != DirReverse && t.Port > 0 && t.Port < 65536:
+		if t.Direction == DirForward {
 			role, args = "sender", SendArgs(&req, t.TestID, cpu, net.JoinHostPort(server, strconv.Itoa(t.Port)))
-		case t.Direction == DirReverse && req.Direction != DirForward:
+		} else {
 			role, args, file = "receiver", RecvArgs(&req, t.TestID, cpu), lf
-		default:
-			return nil, fmt.Errorf("the server's ready names an unasked %s test", t.Direction)
 		}
 		sd, err := StartSide(lctx, exe, t.Direction, role, args, file, line)
 		if err != nil {
@@ -124,9 +135,6 @@ func (cl *Client) Run(ctx context.Context, exe string, req Request, cpu string, 
 	}
 	if lf != nil {
 		lf.Close() // the receiving child has it
-	}
-	if len(sides) == 0 || (req.Direction == DirBidir) != (len(sides) == 2) {
-		return nil, fmt.Errorf("the server's ready has %d tests for a %s test", len(ready.Tests), req.Direction)
 	}
 	if err := cl.c.Write(writeWait, TStart, Start{}); err != nil {
 		return nil, err
@@ -142,12 +150,11 @@ func (cl *Client) Run(ctx context.Context, exe string, req Request, cpu string, 
 	var rmu sync.Mutex
 	srvDone := make(chan error, 1)
 	go func() {
-		wait := 24 * time.Hour // a count or byte test with no server bound
+		wait := ms(cl.Welcome.Limits.Duration) // Dial checked it: every server bounds its tests
 		if req.TimeMS > 0 {
-			wait = ms(req.TimeMS) + testGrace + afterLocal
-		} else if l := cl.Welcome.Limits.Duration; l > 0 {
-			wait = ms(l) + testGrace + afterLocal
+			wait = min(wait, ms(req.TimeMS))
 		}
+		wait += testGrace + afterLocal
 		end := time.Now().Add(wait)
 		for {
 			t, body, err := cl.c.Read(time.Until(end))
@@ -172,7 +179,9 @@ func (cl *Client) Run(ctx context.Context, exe string, req Request, cpu string, 
 			case TError:
 				err := Decode(t, body, TResult, nil)
 				rmu.Lock()
-				rm.errs = append(rm.errs, err)
+				if len(rm.errs) < 4 { // a server has at most two sides to fail
+					rm.errs = append(rm.errs, err)
+				}
 				rmu.Unlock()
 			case TDone:
 				srvDone <- nil

@@ -108,7 +108,8 @@ func TestHandshake(t *testing.T) {
 		wantS, wantC string // "" ok, else a substring of the error
 	}{
 		{"same token", []byte(tok), tok, "", ""},
-		{"wrong token", []byte(tok), tok + "x", "", "the server does not know our token"},
+		{"wrong token", []byte(tok), tok + "x", "", "the server's proof does not match our token"},
+		{"token against an open server", nil, tok, "", "the server does not authenticate"},
 		{"client without token", []byte(tok), "", "", "the server wants a token"},
 		{"no-auth server", nil, "", "", ""},
 	} {
@@ -301,5 +302,41 @@ func TestSealedFrames(t *testing.T) {
 	unsealed := frame(TReady, `{"tests":null}`)
 	if err := read(unsealed, 'c', 's', 0); !errors.Is(err, ErrIntegrity) {
 		t.Errorf("an untagged frame: %v", err)
+	}
+}
+
+// A hostile server's ready that names more tests than asked (or another direction) is
+// refused before this host starts any side.
+func TestClientRefusesUnaskedTests(t *testing.T) {
+	for _, tests := range [][]TestInfo{
+		{{Direction: DirForward, TestID: 1, Port: 9}, {Direction: DirForward, TestID: 2, Port: 9}, {Direction: DirForward, TestID: 3, Port: 9}},
+		{{Direction: DirReverse, TestID: 1}},
+		{{Direction: DirForward, TestID: 0, Port: 9}},
+		{{Direction: DirForward, TestID: 1, Port: 0}},
+	} {
+		a, b := pipe(t)
+		go func() {
+			c := NewConn(b)
+			defer b.Close()
+			if serverHandshake(c, nil, &Welcome{Limits: Limits{Tests: 1, Duration: 1000}}) != nil {
+				return
+			}
+			var r Request
+			c.Expect(time.Second, TRequest, &r)
+			c.Write(time.Second, TReady, Ready{Request: r, Tests: tests})
+			c.Read(time.Second)
+		}()
+		c := NewConn(a)
+		w, err := clientHandshake(c, "", "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cl := &Client{c: c, Welcome: w}
+		req := Request{Direction: DirForward, Proto: "tcp", Mode: "splice", Size: 1000, Streams: 1, TimeMS: 100}
+		out, err := cl.Run(context.Background(), "/nonexistent/splicegen", req, "", func(bool, Record) {})
+		if err == nil || out != nil || !strings.Contains(err.Error(), "ready") {
+			t.Errorf("%+v: %v", tests, err)
+		}
+		a.Close()
 	}
 }

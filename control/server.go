@@ -31,8 +31,12 @@ type Server struct {
 
 	once       sync.Once
 	slots      chan struct{} // running tests (--max-tests)
-	handshakes chan struct{} // connections not yet authenticated
+	mu         sync.Mutex
+	handshakes map[string]int // connections in the handshake, per client address
+	pending    int
 	logMu      sync.Mutex
+	refusedAt  time.Time // rate-limits the log lines of refused connections
+	refused    int
 }
 
 // Per-state read deadlines: nothing a client sends is waited for longer.
@@ -44,14 +48,16 @@ const (
 	endGrace    = 5 * time.Second  // past --max-duration: the sides' end of test
 	// MaxRequest bounds a frame from a client: a request is a few hundred bytes.
 	MaxRequest = 16 << 10
-	// maxHandshakes bounds connections in the handshake (each for at most its deadlines).
-	maxHandshakes = 64
+	// Connections in the handshake (each for at most its deadlines): per client address,
+	// so one host with idle connections cannot lock others out, and in all.
+	maxHandshakes      = 1024
+	maxHandshakesPerIP = 8
 )
 
 func (s *Server) init() {
 	s.once.Do(func() {
 		s.slots = make(chan struct{}, max(s.Limits.Tests, 1))
-		s.handshakes = make(chan struct{}, maxHandshakes)
+		s.handshakes = map[string]int{}
 	})
 }
 
@@ -85,13 +91,58 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 }
 
+// logf writes one log line. What a client sent may be in it: control characters are
+// replaced, so no client can forge a line or drive the terminal.
 func (s *Server) logf(f string, a ...any) {
 	if s.Log == nil {
 		return
 	}
+	line := strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || r >= 0x80 && r < 0xa0 {
+			return '?'
+		}
+		return r
+	}, fmt.Sprintf(f, a...))
 	s.logMu.Lock()
 	defer s.logMu.Unlock()
-	fmt.Fprintf(s.Log, "%s %s\n", time.Now().UTC().Format("2006-01-02T15:04:05Z"), fmt.Sprintf(f, a...))
+	fmt.Fprintf(s.Log, "%s %s\n", time.Now().UTC().Format("2006-01-02T15:04:05Z"), line)
+}
+
+// refuse logs a refused connection, at most one line a second (with the count since):
+// a flood must not flood the log.
+func (s *Server) refuse(f string, a ...any) {
+	s.logMu.Lock()
+	s.refused++
+	n, now := s.refused, time.Now()
+	quiet := now.Sub(s.refusedAt) < time.Second
+	if !quiet {
+		s.refusedAt, s.refused = now, 0
+	}
+	s.logMu.Unlock()
+	if !quiet {
+		s.logf(f+" (%d refused in the last second)", append(a, n)...)
+	}
+}
+
+// enter admits a connection to the handshake unless its address or the server is full.
+func (s *Server) enter(ip string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.handshakes[ip] >= maxHandshakesPerIP || s.pending >= maxHandshakes {
+		return false
+	}
+	s.handshakes[ip]++
+	s.pending++
+	return true
+}
+
+func (s *Server) leave(ip string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pending--
+	if s.handshakes[ip]--; s.handshakes[ip] == 0 {
+		delete(s.handshakes, ip)
+	}
 }
 
 // Handle serves one control connection to its end and closes it.
@@ -99,16 +150,16 @@ func (s *Server) Handle(ctx context.Context, nc net.Conn) {
 	s.init()
 	defer nc.Close()
 	who := nc.RemoteAddr().String()
-	select {
-	case s.handshakes <- struct{}{}:
-	default:
-		s.logf("%s refused: %d connections in the handshake", who, maxHandshakes)
-		return
-	}
+	ip, _, _ := net.SplitHostPort(who)
 	c := NewConn(nc)
 	c.Max = MaxRequest
+	if !s.enter(ip) {
+		s.refuse("%s refused: too many connections in the handshake (%d from it, %d in all)", who, maxHandshakesPerIP, maxHandshakes)
+		c.Fail(ErrCodeBusy, "server busy: too many connections in the handshake")
+		return
+	}
 	err := serverHandshake(c, s.Token, &Welcome{Server: s.Env.Splicegen, Env: s.Env, Limits: s.Limits})
-	<-s.handshakes
+	s.leave(ip)
 	if err != nil {
 		s.logf("%s closed in the handshake: %v", who, short(err))
 		return
@@ -116,9 +167,10 @@ func (s *Server) Handle(ctx context.Context, nc net.Conn) {
 	var req Request
 	if err := c.Expect(requestWait, TRequest, &req); err != nil {
 		s.logf("%s closed: %v", who, short(err))
+		c.Fail(ErrCodeProtocol, "%v", short(err))
 		return
 	}
-	what := fmt.Sprintf("%s %s %s %d B ×%d", req.Direction, req.Proto, req.Mode, req.Size, req.Streams)
+	what := fmt.Sprintf("%q %q %q %d B ×%d", req.Direction, req.Proto, req.Mode, req.Size, req.Streams)
 	if err := req.Check(); err != nil {
 		s.logf("%s refused %s: %v", who, what, c.Fail(ErrCodeRequest, "bad request: %v", err))
 		return
@@ -187,6 +239,11 @@ func (s *Server) test(ctx context.Context, c *Conn, req *Request, notes []string
 			}
 		}
 	}()
+	// The whole request goes through send's parser, whichever host sends: a mode or size
+	// no sender could use is refused here, not found out by the client's side.
+	if err := s.Check(SendArgs(req, 1, "", net.JoinHostPort(peer, "1"))); err != nil {
+		return "", c.Fail(ErrCodeRequest, "%v", err)
+	}
 	if req.Direction != DirReverse { // the server receives
 		id := randomID()
 		args := RecvArgs(req, id, req.ServerCPU)

@@ -194,7 +194,7 @@ func TestServerRunLoopback(t *testing.T) {
 		dirs  []string
 	}{
 		{"tcp", nil, []string{"forward"}},
-		{"tcp", []string{"-R"}, []string{"reverse"}},
+		{"tcp", []string{"-R", "--server-cpu", "0"}, []string{"reverse"}},
 		{"tcp", []string{"--bidir", "-m", "write"}, []string{"forward", "reverse"}},
 		{"udp", []string{"-R", "-s", "1400", "-b", "200M"}, []string{"reverse"}},
 	} {
@@ -245,8 +245,21 @@ func TestServerHostileClients(t *testing.T) {
 		c0.Close()
 		t.Logf("%s: closed after %v (%d bytes answered)", c.name, time.Since(t0).Round(time.Millisecond), n)
 	}
+	// A host holding idle connections (20, over the per-address cap of 8 in the
+	// handshake) does not lock out another host.
+	_, port, _ := net.SplitHostPort(s.addr)
+	var idle []net.Conn
+	for range 20 {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.3")}}
+		if c, err := d.Dial("tcp", "127.0.0.1:"+port); err == nil {
+			idle = append(idle, c)
+		}
+	}
 	r = runCLI(t, "", []string{"SPLICEGEN_TOKEN=the right token, 24 chars"}, time.Minute, "run", s.addr, "--json", "--verify", "--bytes", "8MiB")
-	clean(t, "after the attacks", r, false, "forward")
+	clean(t, "after the attacks, with 20 idle connections from another host", r, false, "forward")
+	for _, c := range idle {
+		c.Close()
+	}
 }
 
 func helloFrame() []byte {
