@@ -70,12 +70,12 @@ func sendUDP(t *testing.T, spec Spec) (*SendStats, int64) {
 func TestGSODemotedOnEIO(t *testing.T) {
 	calls := 0
 	orig := gsoSendmsg
-	gsoSendmsg = func(fd int, msg *unix.Msghdr) error {
+	gsoSendmsg = func(st *stream, fd int, msg *unix.Msghdr) error {
 		calls++
 		if calls == 3 {
 			return unix.EIO
 		}
-		return orig(fd, msg)
+		return orig(st, fd, msg)
 	}
 	defer func() { gsoSendmsg = orig }()
 	st, got := sendUDP(t, Spec{Mode: ModeGSO, Size: 64, Count: 1000, Streams: 1, Verify: true})

@@ -23,7 +23,7 @@ func (st *stream) fillPipe(n int) bool {
 	for end := st.done + n; st.done < end; {
 		st.iov[0].Base = &st.msg[st.done]
 		st.iov[0].SetLen(end - st.done)
-		m, err := unix.Vmsplice(st.pw, st.iov[:], 0)
+		m, err := st.vmsplice(st.iov[:])
 		st.vmCalls++
 		switch proto.Classify(err) {
 		case proto.Retry:
@@ -65,7 +65,7 @@ func (st *stream) spliceStep(fd uintptr) bool {
 		if st.more || st.done < len(st.msg) {
 			flags = unix.SPLICE_F_MORE
 		}
-		n, err := unix.Splice(st.pr, nil, int(fd), nil, st.inPipe, flags)
+		n, err := st.splice(fd, st.inPipe, flags)
 		st.spCalls++
 		switch st.outcome(n, err, "splice") {
 		case proto.Wait:
@@ -95,7 +95,7 @@ func (st *stream) dgramSpliceStep(fd uintptr) bool {
 		return true
 	}
 	for {
-		n, err := unix.Splice(st.pr, nil, int(fd), nil, st.inPipe, 0)
+		n, err := st.splice(fd, st.inPipe, 0)
 		st.spCalls++
 		switch st.outcome(n, err, "splice") {
 		case proto.Wait:
@@ -142,11 +142,11 @@ func (st *stream) bytesStep(fd uintptr, sendfile bool) bool {
 		op := "write"
 		if sendfile {
 			st.sfOff = st.off + int64(st.done)
-			n, err = unix.Sendfile(int(fd), st.ring.Fd(), &st.sfOff, len(st.msg)-st.done)
+			n, err = st.sendfile(fd, &st.sfOff, len(st.msg)-st.done)
 			st.sfCalls++
 			op = "sendfile"
 		} else {
-			n, err = unix.Write(int(fd), st.msg[st.done:])
+			n, err = st.write(fd, st.msg[st.done:])
 			st.wrCalls++
 		}
 		switch st.outcome(int64(n), err, op) {
@@ -167,9 +167,9 @@ func (st *stream) bytesStep(fd uintptr, sendfile bool) bool {
 func (st *stream) mmsgStep(fd uintptr) bool {
 	u := st.u
 	for u.sent < u.k {
-		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&u.mm[u.sent])), uintptr(u.k-u.sent), 0, 0, 0)
+		r, err := st.sys(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&u.mm[u.sent])), uintptr(u.k-u.sent), 0, 0, 0)
 		u.mmCalls++
-		switch st.outcome(int64(r), errno(e), "sendmmsg") {
+		switch st.outcome(int64(r), err, "sendmmsg") {
 		case proto.Wait:
 			return false
 		case proto.Retry:
@@ -183,9 +183,9 @@ func (st *stream) mmsgStep(fd uintptr) bool {
 }
 
 // Test hook: the GSO super-buffer send, swapped to inject EIO.
-var gsoSendmsg = func(fd int, msg *unix.Msghdr) error {
-	_, _, e := unix.Syscall(unix.SYS_SENDMSG, uintptr(fd), uintptr(unsafe.Pointer(msg)), 0)
-	return errno(e)
+var gsoSendmsg = func(st *stream, fd int, msg *unix.Msghdr) error {
+	_, err := st.sys(unix.SYS_SENDMSG, uintptr(fd), uintptr(unsafe.Pointer(msg)), 0, 0, 0, 0)
+	return err
 }
 
 // errno turns a raw syscall's errno into an error, nil for 0 (no allocation: errnos
@@ -214,7 +214,7 @@ func (st *stream) gsoStep(fd uintptr) bool {
 		u.gsoMsg.SetControllen(0)
 	}
 	for {
-		err := gsoSendmsg(int(fd), &u.gsoMsg)
+		err := gsoSendmsg(st, int(fd), &u.gsoMsg)
 		if err == unix.EIO {
 			u.fallback = "gso demoted to sendmmsg: " + os.NewSyscallError("sendmsg", err).Error()
 			st.step = st.mmsgStep

@@ -94,11 +94,7 @@ func (r *DgramReceiver) Run(ctx context.Context, started func()) (*Stats, error)
 			}
 		}
 		for {
-			n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&mm[0])), dgramBatch, 0, 0, 0)
-			var err error
-			if e != 0 {
-				err = e
-			}
+			n, err := sys(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&mm[0])), dgramBatch, 0, 0, 0)
 			switch proto.Classify(err) {
 			case proto.Done:
 				got, rerr = int(n), nil
@@ -108,7 +104,7 @@ func (r *DgramReceiver) Run(ctx context.Context, started func()) (*Stats, error)
 			case proto.Wait:
 				return false
 			}
-			got, rerr = 0, os.NewSyscallError("recvmmsg", e)
+			got, rerr = 0, os.NewSyscallError("recvmmsg", err)
 			return true
 		}
 	}

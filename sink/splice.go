@@ -131,7 +131,9 @@ func (r *Receiver) pumpSplice(rc syscall.RawConn, pw, max int, drain func(int) e
 	fill := func(fd uintptr) bool { // bound once per stream
 		// SPLICE_F_NONBLOCK: the pipe side never blocks; the socket is O_NONBLOCK, so
 		// EAGAIN means "no data": wait in the poller.
-		n, serr = unix.Splice(int(fd), nil, pw, nil, max, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+		var r uintptr
+		r, serr = sys(unix.SYS_SPLICE, fd, 0, uintptr(pw), 0, uintptr(max), unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+		n = int64(r)
 		return serr != unix.EAGAIN
 	}
 	for {
