@@ -27,43 +27,69 @@ func (st *stream) run() error {
 	size := uint64(spec.Size)
 	var now int64
 	var idx int // ring buffer of the current message (zerocopy bookkeeping)
-	for seq := uint64(0); st.limit < 0 || seq < uint64(st.limit); seq++ {
+	k := max(1, st.batch)
+	for seq := uint64(0); st.limit < 0 || seq < uint64(st.limit); {
 		if st.s.stop.Load() {
 			break
+		}
+		// n consecutive messages this pass: one, or a batch (batchable) up to the ring's
+		// wrap and the stream's limit, framed in consecutive slots and sent as one span.
+		n := 1
+		if k > 1 {
+			n = min(k, st.ring.Left())
+			if st.limit >= 0 {
+				n = int(min(uint64(n), uint64(st.limit)-seq))
+			}
 		}
 		if st.pace != nil && !st.pace.Wait(1, &st.s.stop) {
 			break
 		}
-		// The send timestamp is read every 16 messages, not per message: it is for
-		// coarse latency, and the clock read would otherwise show up at packet rates.
-		if seq&15 == 0 {
+		// The send timestamp is read every 16 messages (or once a batch), not per message:
+		// it is for coarse latency, and the clock read would otherwise show up at packet
+		// rates.
+		if seq&15 == 0 || n > 1 {
 			now = time.Now().UnixNano()
 		}
-		if spec.HotBuffer {
-			st.msg = st.ring.Buf(0)[:spec.Size]
-		} else {
-			buf, off := st.ring.Next()
-			st.msg, st.off = buf[:spec.Size], off
-			if st.zc != nil {
-				idx = int(off) / len(buf)
-				if err := st.zcReclaim(idx); err != nil {
-					if st.s.stop.Load() {
-						return nil
+		var first int64
+		for i := range n {
+			if spec.HotBuffer {
+				st.msg = st.ring.Buf(0)[:spec.Size]
+			} else {
+				buf, off := st.ring.Next()
+				st.msg, st.off = buf[:spec.Size], off
+				if i == 0 {
+					first = off
+				}
+				if st.zc != nil {
+					idx = int(off) / len(buf)
+					if err := st.zcReclaim(idx); err != nil {
+						if st.s.stop.Load() {
+							return nil
+						}
+						return fmt.Errorf("stream %d, message %d: waiting for zerocopy completion: %w", st.id, seq, err)
 					}
-					return fmt.Errorf("stream %d, message %d: waiting for zerocopy completion: %w", st.id, seq, err)
 				}
 			}
+			st.frame(seq+uint64(i), now)
 		}
-		st.frame(seq, now)
+		if n > 1 {
+			st.msg, st.off = st.ring.Span(first, n*spec.Size), first
+		}
 		if st.lanes > 1 {
 			st.lane = int(seq % uint64(st.lanes))
 			if err := st.rc.Control(st.laneFn); err != nil || st.laneErr != nil {
 				return fmt.Errorf("stream %d, message %d: %w", st.id, seq, errors.Join(err, st.laneErr))
 			}
 		}
-		st.done, st.more = 0, st.limit < 0 || seq+1 < uint64(st.limit)
+		st.done, st.more = 0, st.limit < 0 || seq+uint64(n) < uint64(st.limit)
 		if err := st.send(); err != nil {
 			st.partial = st.done > 0 || st.inPipe > 0
+			if whole := uint64(st.done-st.inPipe) / size; n > 1 && whole > 0 {
+				// Messages of the batch that went out whole before it stopped are counted.
+				st.c.Bytes.Add(whole * size)
+				st.c.Messages.Add(whole)
+				st.partial = uint64(st.done-st.inPipe)%size != 0 || st.inPipe > 0
+			}
 			if st.s.stop.Load() {
 				return nil // stopped mid-message: not an error, the message is not counted
 			}
@@ -72,13 +98,14 @@ func (st *stream) run() error {
 		if st.zc != nil {
 			st.zc.last[idx], st.zc.used[idx] = st.zc.t.next-1, true
 		}
-		st.c.Bytes.Add(size)
-		st.c.Messages.Add(1)
-		if seq&sndbufEvery == sndbufEvery && st.ring.Len() > 1 {
+		st.c.Bytes.Add(uint64(n) * size)
+		st.c.Messages.Add(uint64(n))
+		if (seq+uint64(n))/(sndbufEvery+1) != seq/(sndbufEvery+1) && st.ring.Len() > 1 {
 			if err := st.sampleSndbuf(); err != nil && !st.s.stop.Load() {
 				return fmt.Errorf("stream %d, after message %d: %w", st.id, seq, err)
 			}
 		}
+		seq += uint64(n)
 	}
 	if st.zc != nil {
 		st.zcFinish()

@@ -29,8 +29,11 @@ func (st *stream) sys(trap, a1, a2, a3, a4, a5, a6 uintptr) (uintptr, error) {
 	return r, errno(e)
 }
 
+// vmsplice passes SPLICE_F_NONBLOCK: the pipe's O_NONBLOCK does not reach vmsplice, which
+// waits for room in a full pipe unless the flag is given (fs/splice.c, wait_for_space).
+// Only this thread drains the pipe, so a wait there would never end.
 func (st *stream) vmsplice(iov []unix.Iovec) (int, error) {
-	r, err := st.sys(unix.SYS_VMSPLICE, uintptr(st.pw), uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)), 0, 0, 0)
+	r, err := st.sys(unix.SYS_VMSPLICE, uintptr(st.pw), uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)), unix.SPLICE_F_NONBLOCK, 0, 0)
 	return int(r), err
 }
 

@@ -112,7 +112,9 @@ func TestSendCounts(t *testing.T) {
 			t.Fatalf("%s: sent %d bytes/%d msgs, peer got %d", mode, b, m, got)
 		}
 		s0 := st.Streams[0]
-		if mode == gen.ModeSplice && (s0.VmsplicedB != b || s0.SpliceCalls < m) {
+		// Splice batches consecutive messages per pipe fill (100000-byte messages, a
+		// pipe of fs.pipe-max-size: 1 MiB here): far fewer vmsplice calls than messages.
+		if mode == gen.ModeSplice && (s0.VmsplicedB != b || s0.SpliceCalls < s0.VmspliceCalls || s0.VmspliceCalls >= m/2) {
 			t.Fatalf("splice counters: %+v", s0)
 		}
 		if st.RingBytes < st.Rule.Bytes() {

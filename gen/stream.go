@@ -56,6 +56,7 @@ type stream struct {
 	// progress after one.
 	waitSince atomic.Int64
 	partial   bool // the last message went out only in part (stopped mid-message)
+	batch     int  // splice: consecutive messages per vmsplice/splice pass (0: one)
 	hello     bool // a splicegen receiver reported its bound: it will send a verdict
 
 	// SO_SNDBUF as autotuning grows it, sampled during the run.
@@ -110,16 +111,24 @@ func (st *stream) setupStream() error {
 	spec := &st.s.spec
 	if spec.Mode == ModeSplice {
 		// One message per vmsplice when pipe-max-size allows (a packed slot may straddle
-		// one more page), else pipe-sized chunks.
+		// one more page), else pipe-sized chunks; batched (see batchable): a pipe of
+		// pipe-max-size, filled with consecutive messages.
 		want := pages.RoundUp(spec.Size)
 		if spec.Size%pages.PageSize != 0 {
 			want += pages.PageSize
 		}
-		if lim, err := proto.Sysctl("fs/pipe-max-size"); err == nil {
+		lim, err := proto.Sysctl("fs/pipe-max-size")
+		if err == nil && st.batchable() {
+			want = max(want, lim)
+		}
+		if err == nil {
 			want = min(want, lim)
 		}
 		if err := st.openPipe(want, 0); err != nil {
 			return err
+		}
+		if st.batchable() {
+			st.batch = max(1, st.pipeCap/spec.Size)
 		}
 	}
 	// A native receiver reports its receive-queue bound first; always read it, so no
@@ -145,10 +154,10 @@ func (st *stream) setupStream() error {
 		st.ring, err = pages.New(spec.Size, 1)
 	} else {
 		var ringBytes int
-		if ringBytes, err = st.ringSize(spec.Size, peer); err != nil {
+		if ringBytes, err = st.ringSize(max(1, st.batch)*spec.Size, peer); err != nil {
 			return err
 		}
-		st.ring, err = pages.NewPacked(spec.Size, ringBytes, 1)
+		st.ring, err = pages.NewPacked(spec.Size, ringBytes, max(1, st.batch))
 	}
 	if err != nil {
 		return err
@@ -163,6 +172,20 @@ func (st *stream) setupStream() error {
 		st.laneFn = func(fd uintptr) { st.laneErr = l.SetLane(fd, st.lane) }
 	}
 	return st.setStep(st.spliceStep)
+}
+
+// batchable: splice mode moves several consecutive messages of the packed ring through
+// one pipe fill (one vmsplice, one splice per pipe-max-size) instead of one pair per
+// message. Measured on main: 32.8k syscalls per GiB at 64 KiB against iperf3's 8.2k
+// writes; a 1 MiB message as a proxy cut the pinned sender's CPU per GiB by about a
+// third. Not with pacing (a batch would be a burst), SCTP stream rotation (a message
+// each), zerocopy, a hot buffer, or a ring override (--ring keeps its exact meaning).
+// Write and sendfile stay one call per message: the seed's baseline.
+func (st *stream) batchable() bool {
+	spec := &st.s.spec
+	_, messages := st.conn.(proto.MessageReader) // SCTP: one splice call is one message
+	return spec.Mode == ModeSplice && spec.perStream() == 0 && !spec.HotBuffer && spec.Ring == 0 &&
+		!messages && spec.IO != "block"
 }
 
 // ringSize applies the page-reuse rule (docs/kernel.md#page-reuse) to this socket's live

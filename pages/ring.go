@@ -101,6 +101,10 @@ func (r *Ring) Next() (buf []byte, off int64) {
 	return r.mem[o : o+r.bufSize : o+r.bufSize], int64(o)
 }
 
+// Left is how many buffers Next returns before it wraps to buffer 0: a run of at most
+// Left consecutive Next buffers of a packed ring is one contiguous span.
+func (r *Ring) Left() int { return r.n - r.next }
+
 // Buf returns buffer i without advancing the ring (for filling it at setup).
 func (r *Ring) Buf(i int) []byte {
 	o := i * r.bufSize

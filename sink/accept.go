@@ -120,10 +120,13 @@ type Receiver struct {
 	lossFails bool
 	acc       *acceptor
 	progress  atomic.Uint64 // bytes, all streams
+	msgs      atomic.Uint64 // messages checked so far, all streams (added per read, not per message)
 }
 
 // Progress is the bytes received so far.
-func (r *Receiver) Progress() Progress { return Progress{Bytes: r.progress.Load()} }
+func (r *Receiver) Progress() Progress {
+	return Progress{Bytes: r.progress.Load(), Messages: r.msgs.Load()}
+}
 
 // first is what admission read of a connection: its first header (or first bytes).
 type first struct {
@@ -419,6 +422,7 @@ func (r *Receiver) drainRead(c proto.Conn, ck *checker) error {
 		return rerr != unix.EAGAIN
 	}
 	lw := lowat{rc: rc, c: c}
+	var msgs uint64 // the checker's count at the last read
 	for {
 		if err := rc.Read(fill); err != nil {
 			if lw.expired(err) {
@@ -437,6 +441,8 @@ func (r *Receiver) drainRead(c proto.Conn, ck *checker) error {
 		}
 		ck.feed(buf[:n])
 		r.progress.Add(uint64(n))
+		r.msgs.Add(ck.st.Messages - msgs)
+		msgs = ck.st.Messages
 		if r.cfg.Stall > 0 {
 			time.Sleep(r.cfg.Stall)
 		} else {

@@ -59,8 +59,10 @@ func (r *Receiver) drainMessages(mr proto.MessageReader, f first, test uint64) (
 			ck.lane = lane
 			lanes[lane] = ck
 		}
+		before := ck.st.Messages
 		ck.feed(buf[:n])
 		r.progress.Add(uint64(n))
+		r.msgs.Add(ck.st.Messages - before)
 		if lane == 0 && ck.st.Ended {
 			end = ck
 		}

@@ -25,7 +25,6 @@ import (
 	_ "github.com/splicegen/splicegen/proto/udp"
 	"github.com/splicegen/splicegen/report"
 	"github.com/splicegen/splicegen/sink"
-	"golang.org/x/term"
 )
 
 // Exit statuses (docs/design.md#exit-status).
@@ -160,7 +159,7 @@ func newCommon(name string) *common {
 	c.fs.StringVar(&c.rcvbuf, "rcvbuf", "", "SO_RCVBUF request (locks autotuning), e.g. 4M")
 	c.fs.StringVar(&c.cpu, "cpu", "", "pin the process to these CPUs, e.g. 0 or 0-1")
 	c.fs.DurationVarP(&c.interval, "interval", "i", -1, "interval lines, e.g. 1s (0 turns them off)")
-	c.fs.Lookup("interval").DefValue = "1s on a terminal for runs over 2s, else off"
+	c.fs.Lookup("interval").DefValue = "1s for text and --json-stream on runs over 2s, off with --json"
 	c.fs.BoolVar(&c.nodelay, "nodelay", false, "TCP_NODELAY / SCTP_NODELAY (Nagle stays on by default, as in the seed)")
 	c.fs.BoolVar(&c.nodelay, "sctp-nodelay", false, "SCTP_NODELAY (same as --nodelay)")
 	c.fs.IntVar(&c.lanes, "sctp-streams", 1, "SCTP: rotate messages over this many stream ids (message seq on id seq % N)")
@@ -321,15 +320,13 @@ func (c *common) intervals(stdout, stderr io.Writer, every time.Duration, role s
 	return func() { close(quit); <-done }
 }
 
-func (c *common) defaultInterval(run time.Duration, stdout io.Writer) time.Duration {
-	flag, jsonOut := c.interval, c.json
-	if flag >= 0 {
-		return flag
+// defaultInterval is -i when given; otherwise 1 s for text output (terminal or not, as
+// iperf3) and --json-stream, on runs over 2 s or of unknown length; none with --json.
+func (c *common) defaultInterval(run time.Duration) time.Duration {
+	if c.interval >= 0 {
+		return c.interval
 	}
-	if c.stream {
-		return time.Second
-	}
-	if f, ok := stdout.(*os.File); ok && !jsonOut && term.IsTerminal(int(f.Fd())) && (run == 0 || run > 2*time.Second) {
+	if c.stream || !c.json && (run == 0 || run > 2*time.Second) {
 		return time.Second
 	}
 	return 0

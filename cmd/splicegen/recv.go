@@ -131,7 +131,7 @@ func (j *recvJob) test(ctx context.Context, rcv sink.Runner, stdout, stderr io.W
 	var u0 report.Usage
 	var k0 map[string]uint64
 	stop := func() {}
-	every := c.defaultInterval(0, stdout)
+	every := c.defaultInterval(0)
 	st, runErr := rcv.Run(ctx, func() {
 		u0 = report.Now()
 		if t.Counters != nil {

@@ -172,7 +172,7 @@ func cmdSend(args []string, stdout, stderr io.Writer) (int, error) {
 		fmt.Fprintln(stderr, "splicegen send: notice: no receiver report within 2s: the peer is not a splicegen receiver (use --format raw for plain sinks); ring sized for the worst case, completeness not provable")
 	}
 
-	stop := c.intervals(stdout, stderr, c.defaultInterval(spec.Duration, stdout), "sender", false, func() sink.Progress {
+	stop := c.intervals(stdout, stderr, c.defaultInterval(spec.Duration), "sender", false, func() sink.Progress {
 		b, m := s.Progress()
 		return sink.Progress{Bytes: b, Messages: m}
 	})
