@@ -142,6 +142,7 @@ type Run struct {
 	Interrupted bool      `json:"interrupted,omitempty"`
 	Error       string    `json:"error,omitempty"`
 	Time        string    `json:"time,omitempty"` // when the run ended, UTC (send, recv)
+	Env         *Env      `json:"env,omitempty"`  // the host a send or recv ran on (compare and run keep it in the file's env)
 }
 
 // Label names the run's mode for tables: write with --hot-buffer is "write-hot".

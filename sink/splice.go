@@ -62,6 +62,7 @@ func (r *Receiver) drainSplice(f first, ck *checker) error {
 	// fill with them and splice would wait forever). One read of <= 56 bytes per fill.
 	var tail, more [2 * wire.EndLen]byte
 	nt := 0
+	var counted uint64 // messages already added to the receiver's progress
 	err = r.pumpSplice(rc, p[1], pcap, func(inPipe int) error {
 		for inPipe > 0 {
 			var m int
@@ -98,6 +99,13 @@ func (r *Receiver) drainSplice(f first, ck *checker) error {
 			}
 			inPipe -= m
 		}
+		// Interval lines: messages checked, or whole messages drained (one add a fill).
+		seen := ck.st.Messages
+		if !parse && ck.st.MsgSize > 0 {
+			seen = ck.st.Bytes / uint64(ck.st.MsgSize)
+		}
+		r.msgs.Add(seen - counted)
+		counted = seen
 		return nil
 	})
 	if parse || ck.st.MsgSize == 0 {

@@ -348,6 +348,10 @@ func (c *common) emit(w io.Writer, r *report.Run, runErr error) {
 		r.Error = oneLine(runErr)
 	}
 	r.Time = time.Now().UTC().Format(time.RFC3339)
+	if c.json || c.stream {
+		env := report.ReadEnv()
+		r.Env = &env
+	}
 	if c.stream {
 		r.Type = "result"
 		b, _ := json.Marshal(r)

@@ -133,6 +133,7 @@ func runPair(ctx context.Context, exe string, c *common, ps pairSpec, cpuSnd, cp
 		return nil, fmt.Errorf("receiver %v: %v: %s", rargs, recvErr, strings.TrimSpace(rerr.String()))
 	}
 	run.Receiver = rr.Receiver
+	run.Env = nil // the file's env names the host once
 	if rr.Error != "" {
 		run.Error = strings.TrimSpace(run.Error + " receiver: " + rr.Error)
 	}
