@@ -2,20 +2,20 @@ package control
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/splicegen/splicegen/proto"
 	"github.com/splicegen/splicegen/report"
+	"github.com/splicegen/splicegen/wire"
 )
 
 // Server runs the far side of tests for authenticated clients, several at once.
@@ -204,13 +204,6 @@ func short(err error) string {
 	return s
 }
 
-// randomID is a fresh test id (never 0).
-func randomID() uint64 {
-	var b [8]byte
-	rand.Read(b[:])
-	return binary.LittleEndian.Uint64(b[:]) | 1
-}
-
 // test runs one bounded request: the server's sides as children, their intervals and
 // results forwarded as frames. The client's address is the only data peer: the server
 // sends only to it and its receiver counts only the test id it gave it.
@@ -245,7 +238,7 @@ func (s *Server) test(ctx context.Context, c *Conn, req *Request, notes []string
 		return "", c.Fail(ErrCodeRequest, "%v", err)
 	}
 	if req.Direction != DirReverse { // the server receives
-		id := randomID()
+		id := wire.NewTestID()
 		args := RecvArgs(req, id, req.ServerCPU)
 		if err := s.Check(args); err != nil {
 			return "", c.Fail(ErrCodeRequest, "%v", err)
@@ -255,13 +248,12 @@ func (s *Server) test(ctx context.Context, c *Conn, req *Request, notes []string
 			return "", c.Fail(ErrCodeTest, "the server cannot receive %s: %v", req.Proto, err)
 		}
 		_, port, _ := net.SplitHostPort(addr)
-		p := 0
-		fmt.Sscan(port, &p)
+		p, _ := strconv.Atoi(port)
 		plans = append(plans, plan{DirForward, "receiver", args, f})
 		ready.Tests = append(ready.Tests, TestInfo{Direction: DirForward, TestID: id, Port: p})
 	}
 	if req.Direction != DirForward { // the server sends, to its client only
-		id := randomID()
+		id := wire.NewTestID()
 		args := SendArgs(req, id, req.ServerCPU, net.JoinHostPort(peer, fmt.Sprint(req.DataPort)))
 		if err := s.Check(args); err != nil {
 			return "", c.Fail(ErrCodeRequest, "%v", err)

@@ -2,8 +2,6 @@ package gen
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
@@ -112,11 +110,7 @@ func NewSender(spec Spec, dial Dialer) (*Sender, error) {
 		spec.StallTimeout = DefaultStallTimeout
 	}
 	if spec.TestID == 0 && spec.Format == wire.FormatNative {
-		var b [8]byte
-		if _, err := rand.Read(b[:]); err != nil {
-			return nil, err
-		}
-		spec.TestID = binary.LittleEndian.Uint64(b[:]) | 1 // never 0: 0 is "none"
+		spec.TestID = wire.NewTestID()
 	}
 	s := &Sender{spec: spec}
 	s.stats.IO = spec.IO

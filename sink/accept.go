@@ -13,7 +13,6 @@ import (
 
 	"github.com/splicegen/splicegen/proto"
 	"github.com/splicegen/splicegen/wire"
-	"golang.org/x/sys/unix"
 )
 
 // Byte-stream and message receivers: accept connections, admit only the test's own
@@ -403,107 +402,4 @@ func sendHello(c proto.Conn, extra int) error {
 	defer c.SetWriteDeadline(time.Time{})
 	_, err = c.Write(h[:])
 	return err
-}
-
-// readBuf is the read sink's buffer: big enough that one read drains a lot of the
-// socket's queue (fewer syscalls), allocated once per admitted connection.
-const readBuf = 256 << 10
-
-func (r *Receiver) drainRead(c proto.Conn, ck *checker) error {
-	buf := make([]byte, readBuf)
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var n int
-	var rerr error
-	fill := func(fd uintptr) bool { // bound once per stream: no allocation per read
-		n, rerr = read(fd, buf)
-		return rerr != unix.EAGAIN
-	}
-	lw := lowat{rc: rc, c: c}
-	var msgs uint64 // the checker's count at the last read
-	for {
-		if err := rc.Read(fill); err != nil {
-			if lw.expired(err) {
-				continue // a slow flow: woken at any byte again
-			}
-			return err // closed (idle, interrupt) or the poller failed
-		}
-		switch proto.Classify(rerr) {
-		case proto.Retry:
-			continue
-		case proto.Fail:
-			return os.NewSyscallError("read", rerr)
-		}
-		if n == 0 {
-			return nil // EOF
-		}
-		ck.feed(buf[:n])
-		r.progress.Add(uint64(n))
-		r.msgs.Add(ck.st.Messages - msgs)
-		msgs = ck.st.Messages
-		if r.cfg.Stall > 0 {
-			time.Sleep(r.cfg.Stall)
-		} else {
-			lw.after(n)
-		}
-	}
-}
-
-// lowat raises SO_RCVLOWAT (socket(7)) while data flows fast, so the reader wakes once
-// per readBuf instead of once per arriving segment burst: measured on main, the read
-// sink woke 11.3k times per GiB (reads of 57 KiB on average) and each wake-up is paid
-// by the sender too, in the loopback softirq (sock_def_readable: 11.6% of its perf
-// samples); with the raw read alone the receiver got cheaper and the sender dearer.
-// TCP still wakes a reader below the mark at FIN and when the window is nearly closed
-// (tcp_epollin_ready, net/ipv4/tcp.c), and the mark falls back to 1 byte when nothing
-// wakes the reader for lowatWait: a slow or paused flow is read as it comes.
-type lowat struct {
-	rc   syscall.RawConn
-	c    proto.Conn
-	high bool
-	mark int
-}
-
-const (
-	lowatWait = 200 * time.Millisecond
-	lowatMin  = readBuf / 4 // a read this full says data is queuing
-)
-
-// after raises the mark after a full read, and pushes the fall-back deadline on.
-func (l *lowat) after(n int) {
-	if !l.high && n >= lowatMin {
-		if l.mark == 0 {
-			l.mark = readBuf
-			proto.Control(l.rc, func(fd int) error {
-				if rb, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF); err == nil {
-					l.mark = min(l.mark, rb/2) // below the buffer: the mark must be reachable
-				}
-				return nil
-			})
-		}
-		if l.mark < lowatMin || l.set(l.mark) != nil {
-			l.mark = -1 // never again on this socket
-			return
-		}
-		l.high = true
-	}
-	if l.high {
-		l.c.SetReadDeadline(time.Now().Add(lowatWait))
-	}
-}
-
-// expired says whether err is the fall-back deadline; the mark is then 1 byte again.
-func (l *lowat) expired(err error) bool {
-	if !l.high || !errors.Is(err, os.ErrDeadlineExceeded) {
-		return false
-	}
-	l.high = false
-	l.c.SetReadDeadline(time.Time{})
-	return l.set(1) == nil
-}
-
-func (l *lowat) set(v int) error {
-	return proto.SetInt(l.rc, unix.SOL_SOCKET, unix.SO_RCVLOWAT, v, "SO_RCVLOWAT")
 }

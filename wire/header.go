@@ -5,6 +5,7 @@
 package wire
 
 import (
+	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"hash/crc32"
@@ -110,4 +111,12 @@ func ParseHeader(b []byte, h *Header) error {
 		return ErrBadLength
 	}
 	return nil
+}
+
+// NewTestID is a fresh random test id, never 0 (0 is "none"). crypto/rand.Read does not
+// fail (Go 1.24+: it never returns an error).
+func NewTestID() uint64 {
+	var b [8]byte
+	rand.Read(b[:])
+	return binary.LittleEndian.Uint64(b[:]) | 1
 }

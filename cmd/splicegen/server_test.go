@@ -330,7 +330,7 @@ func TestServerManyTests(t *testing.T) {
 		n = 50
 	}
 	s := startServer(t, "", "--listen", "127.0.0.1:0", "--no-auth")
-	pid := serverPID(t, s)
+	pid := s.cmd.Process.Pid
 	warm := 20
 	var rss0, fd0, rssMid int
 	t0 := time.Now()
@@ -355,8 +355,6 @@ func TestServerManyTests(t *testing.T) {
 		t.Fatalf("server grew: RSS %d → %d KiB, fds %d → %d", rss0, rss1, fd0, fd1)
 	}
 }
-
-func serverPID(t *testing.T, s *srv) int { return s.cmd.Process.Pid }
 
 func rssKiB(t *testing.T, pid int) int {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
