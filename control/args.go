@@ -35,7 +35,25 @@ func SendArgs(r *Request, id uint64, cpu, addr string) []string {
 	if r.Batch > 0 {
 		a = append(a, "--batch", strconv.Itoa(r.Batch))
 	}
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{{"--tos", int64(r.TOS)}, {"--ttl", int64(r.TTL)}, {"--mark", int64(r.Mark)}, {"--cport", int64(r.CPort)},
+		{"--flows", int64(r.Flows)}, {"--fq-rate", int64(r.FQRate)}} {
+		if f.v > 0 {
+			a = append(a, f.name, strconv.FormatInt(f.v, 10))
+		}
+	}
+	if r.DF {
+		a = append(a, "--df")
+	}
 	return append(common(a, r, cpu), addr)
+}
+
+// withFlags inserts flags before a sender's address, the last argument.
+func withFlags(a, flags []string) []string {
+	n := len(a) - 1
+	return append(append(a[:n:n], flags...), a[n])
 }
 
 // RecvArgs are the flags of a direction's receiver on an inherited socket (fd 3).

@@ -19,6 +19,8 @@ import (
 type Client struct {
 	c       *Conn
 	Welcome *Welcome
+	// SendFlags go to this host's sender only (--bind, --bind-dev: its own addresses).
+	SendFlags []string
 }
 
 // Dial connects to a server and authenticates both ways (token "": none).
@@ -123,7 +125,7 @@ func (cl *Client) Run(ctx context.Context, exe string, req Request, cpu string, 
 		var file *os.File
 		var role string
 		if t.Direction == DirForward {
-			role, args = "sender", SendArgs(&req, t.TestID, cpu, net.JoinHostPort(server, strconv.Itoa(t.Port)))
+			role, args = "sender", withFlags(SendArgs(&req, t.TestID, cpu, net.JoinHostPort(server, strconv.Itoa(t.Port))), cl.SendFlags)
 		} else {
 			role, args, file = "receiver", RecvArgs(&req, t.TestID, cpu), lf
 		}

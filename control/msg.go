@@ -80,6 +80,15 @@ type Request struct {
 	ServerCPU  string  `json:"server_cpu,omitempty"`
 	IntervalMS int64   `json:"interval_ms,omitempty"`
 	DataPort   int     `json:"data_port,omitempty"` // the client's receiving port (reverse, bidir)
+	// Lab traffic, for whichever host sends (--bind and --bind-dev name the client's own
+	// addresses and interfaces: they stay on the client, never in a request).
+	TOS    int     `json:"tos,omitempty"`
+	TTL    int     `json:"ttl,omitempty"`
+	DF     bool    `json:"df,omitempty"`
+	Mark   uint32  `json:"mark,omitempty"`
+	CPort  int     `json:"cport,omitempty"`
+	Flows  int     `json:"flows,omitempty"`
+	FQRate float64 `json:"fq_rate,omitempty"` // bits/s per socket
 }
 
 // Check bounds every field to what any server could accept; Bound then applies the
@@ -110,6 +119,9 @@ func (r *Request) Check() error {
 		return fmt.Errorf("data_port %d: a reverse test needs the client's port", r.DataPort)
 	case r.IntervalMS != 0 && r.IntervalMS < 100:
 		return fmt.Errorf("interval %d ms: at least 100", r.IntervalMS)
+	case r.TOS < 0 || r.TOS > 255 || r.TTL < 0 || r.TTL > 255 || r.CPort < 0 || r.CPort > 65535 ||
+		r.Flows < 0 || r.Flows > 1024 || r.FQRate < 0 || r.FQRate > 1e15:
+		return fmt.Errorf("a tos, ttl, cport, flows or fq_rate out of range")
 	}
 	n := 0
 	for _, v := range []bool{r.Count > 0, r.Bytes > 0, r.TimeMS > 0} {
@@ -127,8 +139,8 @@ func (r *Request) Check() error {
 // and a faster rate are cut to the limit, and notes say what was cut. A count or byte
 // total is allowed; the server ends it at the duration limit.
 func (r *Request) Bound(l Limits) (notes []string, err error) {
-	if l.Streams > 0 && r.Streams > l.Streams {
-		return nil, fmt.Errorf("%d streams asked, the server allows %d (--max-streams)", r.Streams, l.Streams)
+	if l.Streams > 0 && r.Streams*max(1, r.Flows) > l.Streams {
+		return nil, fmt.Errorf("%d streams x %d flows asked, the server allows %d sockets (--max-streams)", r.Streams, max(1, r.Flows), l.Streams)
 	}
 	if max := l.Duration; max > 0 {
 		if r.TimeMS > max {

@@ -182,6 +182,10 @@ func (st *stream) frame(seq uint64, now int64) {
 // softirq), so the socket is rarely full: ~2 EAGAIN waits per 2 GiB, and parking in the
 // poller costs nothing measurable. Poll keeps deadlines (Stop's grace) and Close working.
 func (st *stream) send() error {
+	if st.flows != nil { // --flows: the next socket of the round
+		st.rc = st.flows[st.flow]
+		st.flow = (st.flow + 1) % len(st.flows)
+	}
 	if st.blockd < 0 {
 		if err := st.rc.Write(st.step); err != nil {
 			return err

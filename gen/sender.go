@@ -85,7 +85,7 @@ type Sender struct {
 	stats   SendStats
 }
 
-// Dialer makes stream i's connection.
+// Dialer makes connection i: stream i/F's flow i%F, F = max(1, Spec.Flows).
 type Dialer func(i int) (proto.Conn, error)
 
 // Conns is a Dialer over connections made already.
@@ -117,8 +117,9 @@ func NewSender(spec Spec, dial Dialer) (*Sender, error) {
 	if spec.TestID != 0 {
 		s.stats.TestID = fmt.Sprintf("%016x", spec.TestID)
 	}
+	flows := max(1, spec.Flows)
 	for i := range spec.Streams {
-		c, err := dial(i)
+		c, err := dial(i * flows)
 		if err != nil {
 			s.Close()
 			return nil, err
@@ -130,6 +131,12 @@ func NewSender(spec Spec, dial Dialer) (*Sender, error) {
 			return nil, err
 		}
 		s.streams = append(s.streams, st)
+		for k := 1; k < flows; k++ {
+			if err := st.addFlow(dial(i*flows + k)); err != nil {
+				s.Close()
+				return nil, err
+			}
+		}
 	}
 	st0 := s.streams[0]
 	if st0.u == nil && spec.Size > st0.rule.SndBuf && st0.rule.SndBuf > 0 {
@@ -155,6 +162,9 @@ func (s *Sender) stopAfter(d time.Duration) {
 	dl := time.Now().Add(d)
 	for _, st := range s.streams {
 		st.conn.SetWriteDeadline(dl)
+		for _, c := range st.extra {
+			c.SetWriteDeadline(dl)
+		}
 	}
 }
 
@@ -211,6 +221,9 @@ func (s *Sender) Run(ctx context.Context) (*SendStats, error) {
 	wg.Wait()
 	s.stats.Real = time.Since(start)
 	for _, st := range s.streams {
+		if st.flows != nil {
+			st.rc = st.flows[0] // end datagrams go on the stream's first socket
+		}
 		ss := st.stats()
 		s.stats.Streams = append(s.stats.Streams, ss)
 		s.stats.Fallbacks += int(ss.ZCCopied)
@@ -265,5 +278,8 @@ func (s *Sender) Close() {
 	for _, st := range s.streams {
 		st.close()
 		st.conn.Close()
+		for _, c := range st.extra {
+			c.Close()
+		}
 	}
 }

@@ -44,6 +44,9 @@ type Spec struct {
 	PPS  float64
 	// Batch: datagrams per sendmmsg (mmsg) or segments per super-buffer (gso); 0: default.
 	Batch int
+	// Flows: datagram streams only: each stream's datagrams go round-robin over this many
+	// connected sockets (consecutive source ports: RSS/ECMP tests); 0 or 1: one.
+	Flows int
 	// TestID is carried by every native header (0: NewSender picks a random one).
 	TestID uint64
 	// StallTimeout ends the test as "peer stalled" when a stream waits for its socket
@@ -66,6 +69,9 @@ func (s *Spec) Check(t proto.Traits, addr string) error {
 	}
 	if err := t.Wire(s.Format, s.Verify); err != nil {
 		return err
+	}
+	if s.Flows > 1 && t.Kind != proto.KindDatagram {
+		return proto.Usagef("--flows is for datagram protocols (udp): a %s stream is one connection; use --streams", t.Name)
 	}
 	return t.Size(s.Size, addr)
 }
@@ -120,6 +126,12 @@ func (s *Spec) Validate() error {
 	}
 	if s.Batch > 0 && s.Mode != ModeMmsg && s.Mode != ModeGSO {
 		return proto.Usagef("--batch applies to --mode mmsg and gso only (mode %s sends one message per call)", s.Mode)
+	}
+	if s.Flows < 0 || s.Flows > 1024 || s.Flows*s.Streams > 4096 {
+		return proto.Usagef("--flows %d: want 1..1024, and at most 4096 sockets over all streams", s.Flows)
+	}
+	if s.Flows > 1 && (s.Mode == ModeZerocopy || s.IO == "block") {
+		return proto.Usagef("--flows needs --io poll and a mode other than zerocopy (completions are per socket)")
 	}
 	if s.IO == "block" && s.Mode == ModeZerocopy {
 		return proto.Usagef("--io block does not support --mode zerocopy (completions are waited for in the poller)")

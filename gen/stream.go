@@ -51,6 +51,12 @@ type stream struct {
 
 	zc *zcState // MSG_ZEROCOPY mode only
 
+	// --flows: the sockets a datagram stream rotates over (flows[0] is conn's; nil: one),
+	// the next one's index, and the extra connections to close.
+	flows []syscall.RawConn
+	flow  int
+	extra []proto.Conn
+
 	// waitSince is when the socket was first found full since the last progress (ns, 0:
 	// not waiting): the stall watchdog reads it; outcome writes it, on EAGAIN and on the
 	// progress after one.
@@ -311,6 +317,24 @@ func (st *stream) openBlocking() error {
 		tv := unix.NsecToTimeval((100 * time.Millisecond).Nanoseconds())
 		return os.NewSyscallError("setsockopt SO_SNDTIMEO", unix.SetsockoptTimeval(st.blockd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv))
 	})
+}
+
+// addFlow adds a socket the stream's datagrams rotate over (--flows).
+func (st *stream) addFlow(c proto.Conn, err error) error {
+	if err != nil {
+		return err
+	}
+	rc, err := c.SyscallConn()
+	if err != nil {
+		c.Close()
+		return err
+	}
+	if st.flows == nil {
+		st.flows = []syscall.RawConn{st.rc}
+	}
+	st.flows = append(st.flows, rc)
+	st.extra = append(st.extra, c)
+	return nil
 }
 
 func (st *stream) close() {

@@ -23,6 +23,7 @@ type Options struct {
 	Lanes   int  // sub-streams to rotate messages over (SCTP stream ids, --sctp-streams); 0 or 1: one
 	PPID    uint32
 	GRO     bool // datagram receiver: UDP_GRO (coalesced datagrams, split by the receiver)
+	Path    Path // a sender's IP-level options (path.go)
 }
 
 // Buffers are a socket's effective buffer sizes and how far the kernel may grow them.

@@ -94,10 +94,15 @@ func SetBuffers(fd int, o Options) error {
 }
 
 // ControlBuffers is a net.Dialer / net.ListenConfig Control function applying o's buffer
-// requests before bind/connect.
+// requests and path options before bind/connect.
 func ControlBuffers(o Options) func(string, string, syscall.RawConn) error {
-	return func(_, _ string, rc syscall.RawConn) error {
-		return Control(rc, func(fd int) error { return SetBuffers(fd, o) })
+	return func(network, _ string, rc syscall.RawConn) error {
+		return Control(rc, func(fd int) error {
+			if err := SetBuffers(fd, o); err != nil {
+				return err
+			}
+			return o.Path.Set(fd, v6Network(network))
+		})
 	}
 }
 

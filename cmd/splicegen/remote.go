@@ -153,6 +153,11 @@ func requestOf(j *sendJob, dir, sink, serverCPU string) (control.Request, error)
 		Count: s.Count, Bytes: s.Bytes, Rate: s.Rate, PPS: s.PPS, Streams: s.Streams, Verify: s.Verify,
 		SndBuf: j.opts.SndBuf, RcvBuf: j.opts.RcvBuf, NoDelay: j.opts.NoDelay, PPID: j.opts.PPID, Batch: s.Batch,
 		Sink: sink, ServerCPU: serverCPU}
+	pa := j.opts.Path
+	r.TOS, r.TTL, r.DF, r.Mark, r.CPort, r.Flows, r.FQRate = pa.TOS, pa.TTL, pa.DF, pa.Mark, pa.Port, s.Flows, float64(pa.FQRate*8)
+	if (pa.Bind != nil || pa.Dev != "") && dir == control.DirReverse {
+		return r, usagef("--bind and --bind-dev name this host's address and interface: with -R the server sends")
+	}
 	if j.opts.Lanes > 1 {
 		r.Lanes = j.opts.Lanes
 	}
@@ -213,6 +218,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) (int, error) {
 	}
 	defer cl.Close()
 	var mu sync.Mutex
+	cl.SendFlags = j.lab.localFlags()
 	out, runErr := cl.Run(ctx, exe, req, c.cpu, func(local bool, r control.Record) {
 		mu.Lock()
 		defer mu.Unlock()

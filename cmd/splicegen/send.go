@@ -23,6 +23,7 @@ type sendJob struct {
 	plugin proto.Plugin
 	opts   proto.Options
 	addr   string
+	lab    labFlags
 }
 
 // parseSend is the one parser of send's flags: send uses it, and compare checks every
@@ -54,6 +55,8 @@ func parseSendAs(cmd string, args []string, stdout io.Writer, extra func(*pflag.
 	c.fs.DurationVar(&spec.StallTimeout, "stall-timeout", gen.DefaultStallTimeout, "end the test as \"peer stalled\" (exit 1) when the socket stays full this long; also bounds the wait for the receiver's verdict")
 	c.fs.StringVar(&io_, "io", "poll", "data-path I/O: poll (netpoller) or block (blocking fd on a locked thread)")
 	c.fs.MarkHidden("io")
+	var lab labFlags
+	lab.add(c.fs)
 	if extra != nil {
 		extra(c.fs)
 	}
@@ -127,6 +130,10 @@ func parseSendAs(cmd string, args []string, stdout io.Writer, extra func(*pflag.
 	if spec.TestID, err = c.parseTestID(); err != nil {
 		return nil, false, err
 	}
+	if err := lab.apply(&j.opts, &spec); err != nil {
+		return nil, false, err
+	}
+	j.lab = lab
 	if err := spec.Check(t, j.addr); err != nil {
 		return nil, false, err
 	}
@@ -152,10 +159,12 @@ func cmdSend(args []string, stdout, stderr io.Writer) (int, error) {
 
 	// Connections are made one by one as the sender prepares each stream: stream 0's ring
 	// decides whether all of them fit under the cap before any other is opened.
-	s, err := gen.NewSender(spec, func(int) (proto.Conn, error) {
+	s, err := gen.NewSender(spec, func(i int) (proto.Conn, error) {
 		dctx, dcancel := context.WithTimeout(ctx, 10*time.Second)
 		defer dcancel()
-		cn, err := j.plugin.Dial(dctx, j.addr, j.opts)
+		o := j.opts
+		o.Path = portOf(o.Path, i)
+		cn, err := j.plugin.Dial(dctx, j.addr, o)
 		if err != nil && !errors.Is(err, proto.ErrKernel) {
 			return nil, fmt.Errorf("connect %s: %w", j.addr, err)
 		}

@@ -225,6 +225,11 @@ func (Plugin) Dial(ctx context.Context, addr string, o proto.Options) (proto.Con
 		unix.Close(fd)
 		return nil, err
 	}
+	v6 := family(ra) == unix.AF_INET6
+	if err := errors.Join(o.Path.Set(fd, v6), o.Path.BindLocal(fd, v6)); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
 	// sctp_connectx(3) through the library; on a non-blocking socket it returns
 	// EINPROGRESS and the association completes in the background (connect(2)).
 	if _, err := lib.SCTPConnect(fd, ra); err != nil && err != unix.EINPROGRESS {

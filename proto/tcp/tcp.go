@@ -47,7 +47,7 @@ func probe() []proto.Capability {
 }
 
 func (Plugin) Dial(ctx context.Context, addr string, o proto.Options) (proto.Conn, error) {
-	d := net.Dialer{Control: proto.ControlBuffers(o)}
+	d := net.Dialer{Control: proto.ControlBuffers(o), LocalAddr: o.Path.LocalAddr("tcp")}
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err

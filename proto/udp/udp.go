@@ -113,7 +113,7 @@ func (p Plugin) socket(ctx context.Context, addr string, o proto.Options, bind b
 			}
 			return c.(*net.UDPConn), nil
 		}
-		d := net.Dialer{Control: proto.ControlBuffers(o)}
+		d := net.Dialer{Control: proto.ControlBuffers(o), LocalAddr: o.Path.LocalAddr("udp")}
 		c, err := d.DialContext(ctx, "udp", addr)
 		if err != nil {
 			return nil, err
@@ -148,8 +148,10 @@ func (p Plugin) socket(ctx context.Context, addr string, o proto.Options, bind b
 	}
 	if bind {
 		err = os.NewSyscallError("bind", unix.Bind(fd, sa))
-	} else {
-		err = os.NewSyscallError("connect", unix.Connect(fd, sa)) // completes at once on a datagram socket
+	} else if err = o.Path.Set(fd, family == unix.AF_INET6); err == nil {
+		if err = o.Path.BindLocal(fd, family == unix.AF_INET6); err == nil {
+			err = os.NewSyscallError("connect", unix.Connect(fd, sa)) // completes at once on a datagram socket
+		}
 	}
 	if err != nil {
 		return nil, err
