@@ -59,7 +59,10 @@ func TestPathOptions(t *testing.T) {
 			t.Errorf("%s: SO_MARK = %d, %v", tc.name, got, err)
 		}
 		var dev string
-		proto.Control(rc, func(fd int) error { dev, err = unix.GetsockoptString(fd, unix.SOL_SOCKET, unix.SO_BINDTODEVICE); return err })
+		proto.Control(rc, func(fd int) error {
+			dev, err = unix.GetsockoptString(fd, unix.SOL_SOCKET, unix.SO_BINDTODEVICE)
+			return err
+		})
 		if dev != "lo" {
 			t.Errorf("%s: SO_BINDTODEVICE = %q", tc.name, dev)
 		}
