@@ -10,7 +10,11 @@ import (
 
 // SendArgs are the flags of a direction's sender: to addr, with the test's id.
 func SendArgs(r *Request, id uint64, cpu, addr string) []string {
-	a := []string{"send", "--json-stream", "-p", r.Proto, "-m", r.Mode, "-s", strconv.Itoa(r.Size),
+	size := strconv.Itoa(r.Size)
+	if r.Mix != "" {
+		size = r.Mix
+	}
+	a := []string{"send", "--json-stream", "-p", r.Proto, "-m", r.Mode, "-s", size,
 		"-P", strconv.Itoa(r.Streams), "--test-id", strconv.FormatUint(id, 16)}
 	switch {
 	case r.Count > 0:

@@ -269,7 +269,7 @@ func (cl *Client) Run(ctx context.Context, exe string, req Request, cpu string, 
 			continue
 		}
 		run := &report.Run{Proto: req.Proto, Mode: req.Mode, Size: req.Size, Streams: req.Streams, Format: "native",
-			Verify: req.Verify, HotBuffer: req.HotBuffer, Direction: dir}
+			Verify: req.Verify, HotBuffer: req.HotBuffer, Direction: dir, Mix: req.Mix}
 		var lr, rr report.Run
 		res, err := mine.Wait()
 		if err == nil {

@@ -89,6 +89,7 @@ type Request struct {
 	CPort  int     `json:"cport,omitempty"`
 	Flows  int     `json:"flows,omitempty"`
 	FQRate float64 `json:"fq_rate,omitempty"` // bits/s per socket
+	Mix    string  `json:"mix,omitempty"`     // a size mix (send's --size SIZE:WEIGHT,...); Size is its largest
 }
 
 // Check bounds every field to what any server could accept; Bound then applies the
@@ -103,6 +104,8 @@ func (r *Request) Check() error {
 	switch {
 	case !short(r.Proto) || !short(r.Mode) || !short(r.Sink) || !short(r.ServerCPU):
 		return fmt.Errorf("a name over 32 bytes")
+	case len(r.Mix) > 1024:
+		return fmt.Errorf("a size mix over 1024 bytes")
 	case r.Size < 1 || r.Size > 1<<30:
 		return fmt.Errorf("size %d out of range", r.Size)
 	case r.Count < 0 || r.Bytes < 0 || r.TimeMS < 0 || r.Rate < 0 || r.PPS < 0 || r.Batch < 0 || r.IntervalMS < 0:

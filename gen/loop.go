@@ -53,10 +53,10 @@ func (st *stream) run() error {
 		var first int64
 		for i := range n {
 			if spec.HotBuffer {
-				st.msg = st.ring.Buf(0)[:spec.Size]
+				st.msg = st.ring.Buf(0)[:spec.msgSize(seq)]
 			} else {
 				buf, off := st.ring.Next()
-				st.msg, st.off = buf[:spec.Size], off
+				st.msg, st.off = buf[:spec.msgSize(seq+uint64(i))], off
 				if i == 0 {
 					first = off
 				}
@@ -98,7 +98,11 @@ func (st *stream) run() error {
 		if st.zc != nil {
 			st.zc.last[idx], st.zc.used[idx] = st.zc.t.next-1, true
 		}
-		st.c.Bytes.Add(uint64(n) * size)
+		if n == 1 {
+			st.c.Bytes.Add(uint64(len(st.msg))) // a size mix's message
+		} else {
+			st.c.Bytes.Add(uint64(n) * size)
+		}
 		st.c.Messages.Add(uint64(n))
 		if (seq+uint64(n))/(sndbufEvery+1) != seq/(sndbufEvery+1) && st.ring.Len() > 1 {
 			if err := st.sampleSndbuf(); err != nil && !st.s.stop.Load() {
@@ -220,7 +224,10 @@ func (st *stream) runBatch() error {
 		}
 		now := time.Now().UnixNano()
 		var first int64
+		bytes := 0
 		for i := range k {
+			sz := spec.msgSize(seq + uint64(i))
+			bytes += sz
 			var buf []byte
 			var off int64
 			if spec.HotBuffer {
@@ -232,10 +239,10 @@ func (st *stream) runBatch() error {
 			if i == 0 {
 				first = off
 			}
-			st.msg = buf[:size]
+			st.msg = buf[:sz]
 			st.frame(seq+uint64(i), now)
 			u.iov[i].Base = &buf[0]
-			u.iov[i].SetLen(size)
+			u.iov[i].SetLen(sz)
 		}
 		u.span = st.ring.Span(first, k*size)
 		u.k, u.sent = k, 0
@@ -245,7 +252,7 @@ func (st *stream) runBatch() error {
 			}
 			return fmt.Errorf("stream %d, datagrams %d..%d: %w", st.id, seq, seq+uint64(k)-1, err)
 		}
-		st.c.Bytes.Add(uint64(k * size))
+		st.c.Bytes.Add(uint64(bytes))
 		st.c.Messages.Add(uint64(k))
 		seq += uint64(k)
 	}

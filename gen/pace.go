@@ -72,7 +72,7 @@ func (p *Pacer) Wait(n int, stop *atomic.Bool) bool {
 func (s *Spec) perStream() float64 {
 	r := s.PPS
 	if s.Rate > 0 {
-		r = s.Rate / 8 / float64(s.Size)
+		r = s.Rate / 8 / s.meanSize()
 	}
 	return r / float64(s.Streams)
 }

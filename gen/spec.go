@@ -25,7 +25,8 @@ var Modes = []string{ModeSplice, ModeWrite, ModeSendfile, "zerocopy", "mmsg", "g
 // Spec is one test as the user asked for it.
 type Spec struct {
 	Mode     string
-	Size     int           // message size on the wire, header included
+	Size     int           // message size on the wire, header included (a mix: its largest)
+	Mix      []int         // a size mix's cycle (mix.go; nil: every message is Size)
 	Count    int64         // total messages over all streams (0: no limit)
 	Bytes    int64         // total bytes over all streams (0: no limit)
 	Duration time.Duration // wall-clock limit (0: none)
@@ -109,6 +110,9 @@ func (s *Spec) Validate() error {
 	if limits != 1 {
 		return proto.Usagef("give exactly one of --count, --bytes, --time")
 	}
+	if err := s.checkMix(); err != nil {
+		return err
+	}
 	if s.Ring < 0 {
 		return proto.Usagef("negative --ring")
 	}
@@ -147,7 +151,8 @@ func (s *Spec) Validate() error {
 func (s *Spec) messages(i int) int64 {
 	total := s.Count
 	if s.Bytes > 0 {
-		total = (s.Bytes + int64(s.Size) - 1) / int64(s.Size)
+		mean := s.meanSize() // a mix: whole messages of its mean size
+		total = int64((float64(s.Bytes) + mean - 1) / mean)
 	}
 	if total == 0 {
 		return -1

@@ -191,7 +191,7 @@ func (st *stream) batchable() bool {
 	spec := &st.s.spec
 	_, messages := st.conn.(proto.MessageReader) // SCTP: one splice call is one message
 	return spec.Mode == ModeSplice && spec.perStream() == 0 && !spec.HotBuffer && spec.Ring == 0 &&
-		!messages && spec.IO != "block"
+		!messages && spec.IO != "block" && len(spec.Mix) == 0
 }
 
 // ringSize applies the page-reuse rule (docs/kernel.md#page-reuse) to this socket's live
@@ -220,7 +220,10 @@ func (st *stream) ringSize(msg, peer int) (int, error) {
 	case spec.Format == wire.FormatNative && st.u == nil:
 		st.rule.Why += "; the receiver reported nothing: worst case for a local peer"
 	}
-	n := st.rule.Bytes()
+	n := spec.ringScale(st.rule.Bytes())
+	if len(spec.Mix) > 0 {
+		st.rule.Why += fmt.Sprintf("; size mix: grown to %d cycles of %d messages in %d-byte slots, to hold the rule's bytes", n/spec.Size/len(spec.Mix), len(spec.Mix), spec.Size)
+	}
 	// A ring that holds every message of the test is never reused, whatever the rule:
 	// a short test (a count or byte total) need not map and fill a ring for a long one
 	// (a 4-message test filled 45 MiB: ~100 ms of its 110).

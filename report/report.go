@@ -119,10 +119,12 @@ type Receiver struct {
 	Late       uint64  `json:"late,omitempty"` // UDP: older than the reorder window
 	LossPct    float64 `json:"loss_pct"`       // lost / (received unique + lost); measured on lossy protocols, 0 on reliable ones
 	Sink       string  `json:"sink"`
-	Stray      uint64  `json:"stray"`   // connections and datagrams not of this test (detail.stray by kind)
-	Verdict    int     `json:"verdict"` // the exit status this receiver gave the test: 0, 1 incomplete, 3 integrity
-	VerdictWhy string  `json:"verdict_why,omitempty"`
-	Detail     any     `json:"detail,omitempty"`
+	// Sizes counts the messages of each size (header included; native format).
+	Sizes      map[int]uint64 `json:"sizes,omitempty"`
+	Stray      uint64         `json:"stray"`   // connections and datagrams not of this test (detail.stray by kind)
+	Verdict    int            `json:"verdict"` // the exit status this receiver gave the test: 0, 1 incomplete, 3 integrity
+	VerdictWhy string         `json:"verdict_why,omitempty"`
+	Detail     any            `json:"detail,omitempty"`
 }
 
 // Run is one test: both sides when both were measured (compare), one otherwise.
@@ -132,6 +134,7 @@ type Run struct {
 	Proto       string    `json:"proto"`
 	Mode        string    `json:"mode"`
 	Size        int       `json:"size"`
+	Mix         string    `json:"mix,omitempty"` // a size mix, SIZE:WEIGHT,... ("mixed" at a receiver); size is its largest
 	Streams     int       `json:"streams"`
 	Format      string    `json:"format"`
 	Verify      bool      `json:"verify"`
@@ -222,7 +225,15 @@ func Text(w io.Writer, r *Run) {
 	if mode == "" {
 		mode = "receive"
 	}
-	fmt.Fprintf(w, "%s %s, %d-byte messages, %d stream(s), format %s%s\n", r.Proto, mode, r.Size, r.Streams, r.Format,
+	sizes := fmt.Sprintf("%d-byte messages", r.Size)
+	switch r.Mix {
+	case "":
+	case "mixed": // a receiver: the sizes line has the histogram
+		sizes = fmt.Sprintf("mixed sizes up to %d bytes", r.Size)
+	default:
+		sizes = "size mix " + r.Mix
+	}
+	fmt.Fprintf(w, "%s %s, %s, %d stream(s), format %s%s\n", r.Proto, mode, sizes, r.Streams, r.Format,
 		map[bool]string{true: ", verify", false: ""}[r.Verify])
 	if s := r.Sender; s != nil {
 		fmt.Fprintf(w, "sender:   %s  %s in %d messages, %.2f Gbit/s, %.0f msg/s, %.0f ms CPU/GiB\n",
@@ -256,6 +267,9 @@ func Text(w io.Writer, r *Run) {
 			fmt.Fprintf(w, ", stray %d (not this test's; see detail.stray)", v.Stray)
 		}
 		fmt.Fprintln(w)
+		if len(v.Sizes) > 1 {
+			fmt.Fprintf(w, "          sizes: %s\n", sizeLine(v.Sizes))
+		}
 		v.kernelLine(w)
 		if v.VerdictWhy != "" {
 			fmt.Fprintf(w, "verdict:  %s\n", v.VerdictWhy)
@@ -296,4 +310,20 @@ func verdictWord(code int) string {
 		return ": integrity failure"
 	}
 	return ""
+}
+
+// sizeLine prints a size histogram, smallest first: "48 B 58.33%, 548 B 33.33%".
+func sizeLine(h map[int]uint64) string {
+	var total uint64
+	keys := make([]int, 0, len(h))
+	for k, n := range h {
+		keys = append(keys, k)
+		total += n
+	}
+	slices.Sort(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%d B %.2f%%", k, float64(h[k])*100/float64(max(total, 1)))
+	}
+	return strings.Join(parts, ", ")
 }

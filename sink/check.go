@@ -25,6 +25,9 @@ type StreamStats struct {
 	// message may arrive as several SCTP messages: one per pipe page on Linux 6.1).
 	Lanes    []LaneStats    `json:"lanes,omitempty"`
 	MsgSizes map[int]uint64 `json:"sctp_msg_sizes,omitempty"`
+	// Sizes counts the messages of each size (header + payload; native format): a size
+	// mix's histogram. At most maxSizes sizes are kept.
+	Sizes map[int]uint64 `json:"sizes,omitempty"`
 	// End frame (native byte streams and messages): it arrived, and the sender's totals
 	// it carried (data messages and bytes, the end frame not counted).
 	Ended        bool   `json:"ended"`
@@ -44,6 +47,48 @@ func (s *StreamStats) add(o StreamStats) {
 	s.Unverified += o.Unverified
 	s.Truncated += o.Truncated
 	s.Late += o.Late
+	for k, n := range o.Sizes {
+		if s.Sizes == nil {
+			s.Sizes = map[int]uint64{}
+		}
+		s.Sizes[k] += n
+	}
+}
+
+// maxSizes bounds a size histogram (sizes beyond it are not recorded).
+const maxSizes = 64
+
+// sizeCounts is a size histogram as a short slice, not a map: per message it is one
+// compare against the first entry in the usual case (one or two sizes), and no hashing.
+type sizeCounts []sizeCount
+
+type sizeCount struct {
+	size int
+	n    uint64
+}
+
+func (c *sizeCounts) count(size int) {
+	for i := range *c {
+		if (*c)[i].size == size {
+			(*c)[i].n++
+			return
+		}
+	}
+	if len(*c) < maxSizes {
+		*c = append(*c, sizeCount{size, 1})
+	}
+}
+
+// toMap is the histogram for JSON (nil when empty).
+func (c sizeCounts) toMap() map[int]uint64 {
+	if len(c) == 0 {
+		return nil
+	}
+	m := make(map[int]uint64, len(c))
+	for _, e := range c {
+		m[e.size] = e.n
+	}
+	return m
 }
 
 // LaneStats counts one SCTP stream id's messages.
@@ -60,6 +105,7 @@ type checker struct {
 	size   int // message size when known in advance (nettest, raw)
 
 	st          StreamStats
+	sizes       sizeCounts // native message sizes
 	hdr         [wire.HeaderLen]byte
 	have        int // header bytes collected
 	hlen        int // header length of the format
@@ -226,6 +272,9 @@ func (c *checker) finish() {
 		return
 	}
 	c.st.Messages++
+	if c.format == wire.FormatNative {
+		c.sizes.count(int(c.h.Length) + wire.HeaderLen)
+	}
 	if !c.check {
 		return
 	}
@@ -251,6 +300,7 @@ func (c *checker) end() StreamStats {
 		}
 		return c.st
 	}
+	c.st.Sizes = c.sizes.toMap()
 	switch {
 	case c.lost:
 	case c.left > 0:

@@ -68,7 +68,10 @@ func TestCheckerAccounting(t *testing.T) {
 		c := newChecker(wire.FormatNative, tc.verify, 0, 0, false)
 		c.feed(tc.in)
 		st := c.end()
-		st.Bytes, st.MsgSize, st.Stream = 0, 0, 0
+		if n := st.Sizes[64]; n != st.Messages || len(st.Sizes) > 1 {
+			t.Errorf("%s: sizes %v for %d messages of 64 bytes", tc.name, st.Sizes, st.Messages)
+		}
+		st.Bytes, st.MsgSize, st.Stream, st.Sizes = 0, 0, 0, nil
 		if tc.framing != (st.Error != "") {
 			t.Errorf("%s: error %q", tc.name, st.Error)
 		}

@@ -25,6 +25,7 @@ const (
 
 type dstream struct {
 	st    StreamStats
+	sizes sizeCounts
 	w     *seqWindow
 	ended bool
 }
@@ -285,6 +286,7 @@ func (r *DgramReceiver) count(ds *dstream, n int, now time.Time) {
 	}
 	ds.st.SizeMax = max(ds.st.SizeMax, n)
 	ds.st.MsgSize = ds.st.SizeMax
+	ds.sizes.count(n)
 	r.bytes.Add(uint64(n))
 	r.msgs.Add(1)
 	r.lastData = now
@@ -305,6 +307,7 @@ func (r *DgramReceiver) finish() *Stats {
 	for _, id := range r.order {
 		ds := r.streams[id]
 		ds.st.Lost, ds.st.Reordered, ds.st.Duplicate, ds.st.Late = ds.w.lost, ds.w.reordered, ds.w.duplicate, ds.w.late
+		ds.st.Sizes = ds.sizes.toMap()
 		r.stats.Streams = append(r.stats.Streams, ds.st)
 	}
 	if !r.begin.IsZero() {

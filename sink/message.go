@@ -9,11 +9,6 @@ import (
 
 // The message sink (SCTP and other MessageReader protocols).
 
-// maxSizes bounds the SCTP message-size histogram (sizes beyond it are not recorded).
-// The histogram is a short slice, not a map: per message it is one compare against the
-// first entry in the usual case (one or two sizes), and no hashing.
-const maxSizes = 64
-
 // maxLanes bounds the sub-streams a receiver tracks (SCTP: --sctp-streams' maximum).
 const maxLanes = 65535
 
@@ -107,31 +102,4 @@ func (r *Receiver) drainMessages(mr proto.MessageReader, f first, test uint64) (
 		err = errors.New(st.Error)
 	}
 	return st, err
-}
-
-type sizeCount struct {
-	size int
-	n    uint64
-}
-
-type sizeCounts []sizeCount
-
-func (c *sizeCounts) count(size int) {
-	for i := range *c {
-		if (*c)[i].size == size {
-			(*c)[i].n++
-			return
-		}
-	}
-	if len(*c) < maxSizes {
-		*c = append(*c, sizeCount{size, 1})
-	}
-}
-
-func (c sizeCounts) toMap() map[int]uint64 {
-	m := make(map[int]uint64, len(c))
-	for _, e := range c {
-		m[e.size] = e.n
-	}
-	return m
 }

@@ -105,3 +105,11 @@ func portOf(p proto.Path, i int) proto.Path {
 	}
 	return p
 }
+
+// mixOf names a spec's size mix ("" without one).
+func mixOf(s gen.Spec) string {
+	if len(s.Mix) == 0 {
+		return ""
+	}
+	return gen.MixString(s.Mix)
+}

@@ -155,13 +155,19 @@ func (j *recvJob) test(ctx context.Context, rcv sink.Runner, stdout, stderr io.W
 		Verify: cfg.Verify, Interrupted: ctx.Err() != nil}
 	v := &report.Receiver{Lost: tot.Lost, Reordered: tot.Reordered, Duplicate: tot.Duplicate, Corrupt: tot.Corrupt,
 		Unverified: tot.Unverified, Truncated: tot.Truncated, Late: tot.Late, Sink: cfg.Sink, Detail: st,
-		Stray: st.Strays.Total(), Verdict: st.Code, VerdictWhy: st.Why}
+		Stray: st.Strays.Total(), Verdict: st.Code, VerdictWhy: st.Why, Sizes: tot.Sizes}
 	v.Fill(u0, u1, tot.Bytes, tot.Messages)
 	if t.Counters != nil {
 		v.Counters(k0, t.Counters())
 	}
 	if sent := tot.Messages - tot.Duplicate - tot.Late + tot.Lost; !t.LossFails && sent > 0 {
 		v.LossPct = float64(tot.Lost) / float64(sent) * 100
+	}
+	if len(tot.Sizes) > 1 {
+		r.Size, r.Mix = 0, "mixed"
+		for k := range tot.Sizes {
+			r.Size = max(r.Size, k)
+		}
 	}
 	r.Receiver = v
 	c.emit(stdout, r, runErr)

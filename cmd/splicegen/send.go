@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"runtime"
+	"slices"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -42,7 +44,7 @@ func parseSendAs(cmd string, args []string, stdout io.Writer, extra func(*pflag.
 	var unsafeRing bool
 	spec := gen.Spec{}
 	c.fs.StringVarP(&mode, "mode", "m", "splice", "send mode: splice, write, sendfile, zerocopy (tcp); splice, write, mmsg, gso, zerocopy (udp); splice, write (sctp)")
-	c.fs.StringVarP(&c.size, "size", "s", "", "message size, header included (default per protocol: tcp/sctp 64KiB, udp 1472)")
+	c.fs.StringVarP(&c.size, "size", "s", "", "message size, header included (default per protocol: tcp/sctp 64KiB, udp 1472); a mix: 64:7,594:4,1518:1 or imix")
 	c.fs.Int64VarP(&count, "count", "n", 0, "messages to send (all streams)")
 	c.fs.StringVar(&bytesS, "bytes", "", "bytes to send (all streams), whole messages")
 	c.fs.DurationVarP(&dur, "time", "t", 0, "how long to send (default 10s when no --count/--bytes)")
@@ -83,7 +85,14 @@ func parseSendAs(cmd string, args []string, stdout io.Writer, extra func(*pflag.
 		return nil, false, usageErr{err.Error()}
 	}
 	spec.Size = t.DefaultSize
-	if c.size != "" {
+	host, _, _ := net.SplitHostPort(j.addr)
+	ip := net.ParseIP(host) // a host name: imix takes IPv4's headers
+	if spec.Mix, err = gen.ParseMix(c.size, ip != nil && ip.To4() == nil, parseSize); err != nil {
+		return nil, false, err
+	}
+	if spec.Mix != nil {
+		spec.Size = slices.Max(spec.Mix)
+	} else if c.size != "" {
 		n, err := parseSize(c.size)
 		if err != nil {
 			return nil, false, usageErr{"--size: " + err.Error()}
@@ -195,7 +204,7 @@ func cmdSend(args []string, stdout, stderr io.Writer) (int, error) {
 	stop()
 	u1.At = u0.At.Add(st.Real) // the data's time: end-of-test datagrams linger after it
 
-	r := &report.Run{Proto: c.proto, Mode: spec.Mode, Size: spec.Size, Streams: spec.Streams,
+	r := &report.Run{Proto: c.proto, Mode: spec.Mode, Size: spec.Size, Mix: mixOf(spec), Streams: spec.Streams,
 		Format: spec.Format.String(), Verify: spec.Verify, HotBuffer: spec.HotBuffer, Interrupted: ctx.Err() != nil}
 	b, m := st.Totals()
 	snd := &report.Sender{RingBytes: st.RingBytes, Sndbuf: st.Buffers.SndBuf, Fallbacks: st.Fallbacks, Detail: st, Verdict: -1}
