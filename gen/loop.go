@@ -93,7 +93,7 @@ func (st *stream) run() error {
 			if st.s.stop.Load() {
 				return nil // stopped mid-message: not an error, the message is not counted
 			}
-			return fmt.Errorf("stream %d, message %d: %w", st.id, seq, err)
+			return fmt.Errorf("stream %d, message %d: %w", st.id, seq, hint(err))
 		}
 		if st.zc != nil {
 			st.zc.last[idx], st.zc.used[idx] = st.zc.t.next-1, true
@@ -250,11 +250,20 @@ func (st *stream) runBatch() error {
 			if st.s.stop.Load() {
 				break
 			}
-			return fmt.Errorf("stream %d, datagrams %d..%d: %w", st.id, seq, seq+uint64(k)-1, err)
+			return fmt.Errorf("stream %d, datagrams %d..%d: %w", st.id, seq, seq+uint64(k)-1, hint(err))
 		}
 		st.c.Bytes.Add(uint64(bytes))
 		st.c.Messages.Add(uint64(k))
 		seq += uint64(k)
 	}
 	return nil
+}
+
+// hint says what a send error means for the user's flags.
+func hint(err error) error {
+	if errors.Is(err, unix.EMSGSIZE) {
+		// ip(7) IP_PMTUDISC_DO: a datagram over the path MTU is refused, not fragmented.
+		return fmt.Errorf("%w: a datagram is larger than the path MTU and --df forbids fragmenting it (lower --size)", err)
+	}
+	return err
 }

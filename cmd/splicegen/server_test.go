@@ -437,7 +437,7 @@ func TestServerTwoHosts(t *testing.T) {
 	}
 }
 
-type lab struct{ client, server, clientIP, serverIP string }
+type lab struct{ client, server, clientIP, serverIP, name string }
 
 // labUp makes the client – router – server namespaces with scripts/lab.sh.
 func labUp(t *testing.T) lab {
@@ -462,5 +462,5 @@ func labUp(t *testing.T) lab {
 		down.Env = env
 		down.Run()
 	})
-	return lab{name + "-client", name + "-server", "10.77.1.2", "10.77.2.2"}
+	return lab{name + "-client", name + "-server", "10.77.1.2", "10.77.2.2", name}
 }
