@@ -8,3 +8,5 @@ require (
 	golang.org/x/sys v0.50.0
 	golang.org/x/term v0.48.0
 )
+
+require github.com/HdrHistogram/hdrhistogram-go v1.4.0 // indirect

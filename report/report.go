@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/splicegen/splicegen/proto"
+	"github.com/splicegen/splicegen/sink"
 	"golang.org/x/sys/unix"
 )
 
@@ -119,6 +120,8 @@ type Receiver struct {
 	Late       uint64  `json:"late,omitempty"` // UDP: older than the reorder window
 	LossPct    float64 `json:"loss_pct"`       // lost / (received unique + lost); measured on lossy protocols, 0 on reliable ones
 	Sink       string  `json:"sink"`
+	// Latency is the one-way latency from the header's send time (native format).
+	Latency *sink.Latency `json:"latency,omitempty"`
 	// Sizes counts the messages of each size (header included; native format).
 	Sizes      map[int]uint64 `json:"sizes,omitempty"`
 	Stray      uint64         `json:"stray"`   // connections and datagrams not of this test (detail.stray by kind)
@@ -267,6 +270,13 @@ func Text(w io.Writer, r *Run) {
 			fmt.Fprintf(w, ", stray %d (not this test's; see detail.stray)", v.Stray)
 		}
 		fmt.Fprintln(w)
+		if l := v.Latency; l != nil {
+			fmt.Fprintf(w, "          latency: p50 %s, p90 %s, p99 %s, p99.9 %s, max %s over %d messages", us(l.P50Us), us(l.P90Us), us(l.P99Us), us(l.P999Us), us(l.MaxUs), l.Samples)
+			if l.JitterUs > 0 {
+				fmt.Fprintf(w, ", jitter %s", us(int64(l.JitterUs)))
+			}
+			fmt.Fprintf(w, " (%s)\n", l.Clock)
+		}
 		if len(v.Sizes) > 1 {
 			fmt.Fprintf(w, "          sizes: %s\n", sizeLine(v.Sizes))
 		}
@@ -326,4 +336,15 @@ func sizeLine(h map[int]uint64) string {
 		parts[i] = fmt.Sprintf("%d B %.2f%%", k, float64(h[k])*100/float64(max(total, 1)))
 	}
 	return strings.Join(parts, ", ")
+}
+
+// us prints microseconds in the unit that fits.
+func us(n int64) string {
+	switch {
+	case n >= 10_000_000:
+		return fmt.Sprintf("%.1fs", float64(n)/1e6)
+	case n >= 10_000:
+		return fmt.Sprintf("%.1fms", float64(n)/1e3)
+	}
+	return fmt.Sprintf("%dµs", n)
 }

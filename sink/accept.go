@@ -120,6 +120,8 @@ type Receiver struct {
 	acc       *acceptor
 	progress  atomic.Uint64 // bytes, all streams
 	msgs      atomic.Uint64 // messages checked so far, all streams (added per read, not per message)
+	lat       latencies
+	remote    atomic.Bool // a stream came from an address not of this host (latency's clock)
 }
 
 // Progress is the bytes received so far.
@@ -182,6 +184,7 @@ func (r *Receiver) Run(ctx context.Context, started func()) (*Stats, error) {
 		stats.Real = time.Since(begin)
 		stats.Expected = max(expected, 1)
 		stats.Strays = a.strays.snapshot().minus(base)
+		stats.Latency = r.lat.result(Clock(!r.remote.Load()))
 		code, why := stats.Verdict(r.cfg, r.lossFails)
 		stats.Code, stats.Why = code, why
 		if r.cfg.Format == wire.FormatNative {
@@ -361,6 +364,8 @@ func (r *Receiver) drain(f first, test uint64) (StreamStats, error) {
 		return r.drainMessages(mr, f, test)
 	}
 	ck := newChecker(r.cfg.Format, r.cfg.Verify, r.cfg.Size, test, false)
+	ck.lat = r.latency(f.c)
+	defer r.lat.add(ck.lat)
 	var err error
 	if r.cfg.Sink == SinkSplice {
 		err = r.drainSplice(f, ck)

@@ -2,6 +2,7 @@ package sink
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/splicegen/splicegen/wire"
 )
@@ -106,6 +107,8 @@ type checker struct {
 
 	st          StreamStats
 	sizes       sizeCounts // native message sizes
+	lat         *latency   // one-way latency (native format; nil: not recorded)
+	now         int64      // the clock at this feed (ns), when lat is set
 	hdr         [wire.HeaderLen]byte
 	have        int // header bytes collected
 	hlen        int // header length of the format
@@ -139,6 +142,9 @@ func newChecker(format wire.Format, verify bool, size int, test uint64, lanes bo
 
 // feed consumes the next bytes of the stream.
 func (c *checker) feed(p []byte) {
+	if c.lat != nil {
+		c.now = time.Now().UnixNano() // one clock read per read call (latency.go)
+	}
 	c.st.Bytes += uint64(len(p))
 	if c.format == wire.FormatRaw || c.lost {
 		return
@@ -214,6 +220,9 @@ func (c *checker) header() bool {
 			return c.breakFraming(fmt.Errorf("stream id changed from %d to %d", c.st.Stream, c.h.Stream))
 		}
 		c.sequence(c.h.Seq)
+		if c.lat != nil {
+			c.lat.record(c.now, c.h.TimeNS)
+		}
 		c.left = int(c.h.Length)
 		c.check = c.verify && c.h.Flags&wire.FlagVerify != 0
 		if c.verify && !c.check {

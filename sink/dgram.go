@@ -24,10 +24,11 @@ const (
 )
 
 type dstream struct {
-	st    StreamStats
-	sizes sizeCounts
-	w     *seqWindow
-	ended bool
+	st     StreamStats
+	sizes  sizeCounts
+	jitter jitter
+	w      *seqWindow
+	ended  bool
 }
 
 // DgramReceiver receives one UDP test on a bound socket: it demultiplexes datagrams by
@@ -57,6 +58,8 @@ type DgramReceiver struct {
 	groSegs  uint64
 	begin    time.Time
 	lastData time.Time
+	nowNS    int64    // the clock at this recvmmsg batch
+	lat      *latency // made at the first data datagram (native format)
 }
 
 // Progress is bytes, datagrams and losses so far.
@@ -156,6 +159,7 @@ func (r *DgramReceiver) Run(ctx context.Context, started func()) (*Stats, error)
 			return r.finish(), rerr
 		}
 		now := time.Now()
+		r.nowNS = now.UnixNano() // one clock read per recvmmsg batch (latency.go)
 		r.started = started
 		for i := range got {
 			b := bufs[i*dgramBuf : i*dgramBuf+int(mm[i].Len)]
@@ -252,6 +256,11 @@ func (r *DgramReceiver) datagram(b []byte, now time.Time) {
 	r.count(ds, len(b), now)
 	ds.st.Messages++
 	ds.w.add(h.Seq)
+	if r.lat == nil {
+		r.lat = newLatency()
+	}
+	r.lat.record(r.nowNS, h.TimeNS)
+	ds.jitter.add(r.nowNS, h.TimeNS)
 	if int(h.Length)+wire.HeaderLen != len(b) {
 		ds.st.Corrupt++ // header and datagram disagree: truncated or padded
 		return
@@ -304,10 +313,12 @@ func (r *DgramReceiver) stream(id uint32, start uint64) *dstream {
 }
 
 func (r *DgramReceiver) finish() *Stats {
+	var jit float64
 	for _, id := range r.order {
 		ds := r.streams[id]
 		ds.st.Lost, ds.st.Reordered, ds.st.Duplicate, ds.st.Late = ds.w.lost, ds.w.reordered, ds.w.duplicate, ds.w.late
 		ds.st.Sizes = ds.sizes.toMap()
+		jit += ds.jitter.j
 		r.stats.Streams = append(r.stats.Streams, ds.st)
 	}
 	if !r.begin.IsZero() {
@@ -316,5 +327,12 @@ func (r *DgramReceiver) finish() *Stats {
 	r.stats.Strays = r.strays.snapshot()
 	r.stats.Expected = r.expect
 	r.stats.Code, r.stats.Why = r.stats.Verdict(r.cfg, false)
+	var m latencies
+	m.add(r.lat)
+	// The sender's address is not read (recvmmsg without names): the clock is named for
+	// both cases.
+	if r.stats.Latency = m.result("CLOCK_REALTIME: exact when sender and receiver share a host, else only with synchronised clocks (NTP, PTP)"); r.stats.Latency != nil {
+		r.stats.Latency.JitterUs = jit / float64(max(len(r.order), 1)) / 1000
+	}
 	return &r.stats
 }

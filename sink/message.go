@@ -23,6 +23,8 @@ func (r *Receiver) drainMessages(mr proto.MessageReader, f first, test uint64) (
 	var lanes []*checker
 	var sizes sizeCounts
 	var end *checker // sub-stream 0's checker once the end frame is in
+	lat := r.latency(f.c)
+	defer r.lat.add(lat)
 	cur := 0
 	var err error
 	for i := 0; ; i++ {
@@ -51,7 +53,7 @@ func (r *Receiver) drainMessages(mr proto.MessageReader, f first, test uint64) (
 		ck := lanes[lane]
 		if ck == nil {
 			ck = newChecker(r.cfg.Format, r.cfg.Verify, r.cfg.Size, test, true)
-			ck.lane = lane
+			ck.lane, ck.lat = lane, lat
 			lanes[lane] = ck
 		}
 		before := ck.st.Messages

@@ -66,21 +66,35 @@ func (r *Receiver) drainRead(c proto.Conn, ck *checker) error {
 // samples); with the raw read alone the receiver got cheaper and the sender dearer.
 // TCP still wakes a reader below the mark at FIN and when the window is nearly closed
 // (tcp_epollin_ready, net/ipv4/tcp.c), and the mark falls back to 1 byte when nothing
-// wakes the reader for lowatWait: a slow or paused flow is read as it comes.
+// wakes the reader for lowatWait: a slow or paused flow is read as it comes. The mark
+// also falls back when it took longer than lowatFill to reach: below ~2 Gbit/s the wait
+// for a full buffer would be what the one-way latency measures (sink/latency.go), and
+// the wake-ups it saves are few.
 type lowat struct {
 	rc   syscall.RawConn
 	c    proto.Conn
 	high bool
 	mark int
+	last time.Time // the previous wake-up
 }
 
 const (
 	lowatWait = 200 * time.Millisecond
+	lowatFill = time.Millisecond
 	lowatMin  = readBuf / 4 // a read this full says data is queuing
 )
 
 // after raises the mark after a full read, and pushes the fall-back deadline on.
 func (l *lowat) after(n int) {
+	now := time.Now()
+	slow := now.Sub(l.last) > lowatFill
+	l.last = now
+	if l.high && slow {
+		l.high = false
+		l.c.SetReadDeadline(time.Time{})
+		l.set(1)
+		return
+	}
 	if !l.high && n >= lowatMin {
 		if l.mark == 0 {
 			l.mark = readBuf

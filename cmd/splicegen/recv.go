@@ -155,7 +155,7 @@ func (j *recvJob) test(ctx context.Context, rcv sink.Runner, stdout, stderr io.W
 		Verify: cfg.Verify, Interrupted: ctx.Err() != nil}
 	v := &report.Receiver{Lost: tot.Lost, Reordered: tot.Reordered, Duplicate: tot.Duplicate, Corrupt: tot.Corrupt,
 		Unverified: tot.Unverified, Truncated: tot.Truncated, Late: tot.Late, Sink: cfg.Sink, Detail: st,
-		Stray: st.Strays.Total(), Verdict: st.Code, VerdictWhy: st.Why, Sizes: tot.Sizes}
+		Stray: st.Strays.Total(), Verdict: st.Code, VerdictWhy: st.Why, Sizes: tot.Sizes, Latency: st.Latency}
 	v.Fill(u0, u1, tot.Bytes, tot.Messages)
 	if t.Counters != nil {
 		v.Counters(k0, t.Counters())

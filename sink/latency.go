@@ -1,0 +1,151 @@
+package sink
+
+import (
+	"math"
+	"net"
+	"sync"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+	"github.com/splicegen/splicegen/proto"
+	"github.com/splicegen/splicegen/wire"
+)
+
+// One-way latency: the native header's send time (the sender's CLOCK_REALTIME, read
+// before the send call of the message or its batch: wire/header.go) to the receiver's
+// CLOCK_REALTIME after the read that returned it (one clock read per read call, per
+// recvmmsg batch). Recorded in an HDR histogram per connection (per receiver for
+// datagrams) and merged at the end: percentiles are never averaged.
+
+// Histogram bounds: 1 µs to 100 s at 3 significant digits (about 140 KiB of counts).
+const (
+	latMaxUs  = 100_000_000
+	latDigits = 3
+)
+
+// latency is one reader's histogram; not safe for concurrent use.
+type latency struct {
+	h        *hdrhistogram.Histogram
+	negative uint64 // samples with the receive time before the send time: clocks apart
+}
+
+func newLatency() *latency { return &latency{h: hdrhistogram.New(1, latMaxUs, latDigits)} }
+
+// record adds one sample (ns); a send time of 0 (no stamp) is not a sample.
+func (l *latency) record(now, sent int64) {
+	if sent == 0 {
+		return
+	}
+	d := now - sent
+	if d < 0 {
+		l.negative++
+		d = 0
+	}
+	l.h.RecordValue(min(max(d/1000, 1), latMaxUs)) // out-of-range values clamp (never dropped)
+}
+
+// Latency is the merged one-way latency of a receive (JSON: receiver.latency).
+type Latency struct {
+	Samples  int64   `json:"samples"`
+	MinUs    int64   `json:"min_us"`
+	P50Us    int64   `json:"p50_us"`
+	P90Us    int64   `json:"p90_us"`
+	P99Us    int64   `json:"p99_us"`
+	P999Us   int64   `json:"p999_us"`
+	MaxUs    int64   `json:"max_us"`
+	JitterUs float64 `json:"jitter_us,omitempty"` // datagrams: RFC 3550 interarrival jitter, mean over streams
+	Negative uint64  `json:"negative,omitempty"`  // receive before send: the clocks differ
+	Clock    string  `json:"clock"`
+}
+
+// latencies merges the readers' histograms.
+type latencies struct {
+	mu       sync.Mutex
+	h        *hdrhistogram.Histogram
+	negative uint64
+}
+
+func (m *latencies) add(l *latency) {
+	if l == nil || l.h.TotalCount() == 0 && l.negative == 0 {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.h == nil {
+		m.h = hdrhistogram.New(1, latMaxUs, latDigits)
+	}
+	m.h.Merge(l.h)
+	m.negative += l.negative
+}
+
+// result is the merged figures (nil: no sample).
+func (m *latencies) result(clock string) *Latency {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.h == nil || m.h.TotalCount() == 0 {
+		return nil
+	}
+	q := m.h.ValueAtQuantile
+	return &Latency{Samples: m.h.TotalCount(), MinUs: m.h.Min(), P50Us: q(50), P90Us: q(90), P99Us: q(99),
+		P999Us: q(99.9), MaxUs: m.h.Max(), Negative: m.negative, Clock: clock}
+}
+
+// jitter is RFC 3550 §6.4.1's interarrival jitter of one stream: J += (|D| - J)/16, D the
+// change in transit time (receive - send) between consecutive arrivals.
+type jitter struct {
+	j       float64 // ns
+	transit int64
+	seen    bool
+}
+
+func (j *jitter) add(now, sent int64) {
+	if sent == 0 {
+		return
+	}
+	t := now - sent
+	if j.seen {
+		j.j += (math.Abs(float64(t-j.transit)) - j.j) / 16
+	}
+	j.transit, j.seen = t, true
+}
+
+// Clock names what a one-way latency means: one host's clock when the sender's address
+// is this host's (loopback, a local address), else two hosts' (exact only when they are
+// synchronised, NTP or PTP). Namespaces share the host's clock but not its addresses: a
+// sender in another namespace is reported as another host.
+func Clock(local bool) string {
+	if local {
+		return "CLOCK_REALTIME, one host: exact"
+	}
+	return "CLOCK_REALTIME of two hosts: exact only if their clocks are synchronised (NTP, PTP)"
+}
+
+// latency makes a connection's latency histogram (nil: the format has no send time) and
+// notes whether its peer is another host.
+func (r *Receiver) latency(c proto.Conn) *latency {
+	if r.cfg.Format != wire.FormatNative {
+		return nil
+	}
+	if !localAddr(c.RemoteAddr()) {
+		r.remote.Store(true)
+	}
+	return newLatency()
+}
+
+// localAddr reports whether a peer address is this host's (in this network namespace).
+func localAddr(a net.Addr) bool {
+	host, _, err := net.SplitHostPort(a.String())
+	ip := net.ParseIP(host)
+	if err != nil || ip == nil {
+		return false
+	}
+	if ip.IsLoopback() {
+		return true
+	}
+	addrs, _ := net.InterfaceAddrs()
+	for _, x := range addrs {
+		if n, ok := x.(*net.IPNet); ok && n.IP.Equal(ip) {
+			return true
+		}
+	}
+	return false
+}
