@@ -40,8 +40,10 @@ func wireText(w io.Writer, r *Run, dir, ifname string, pkts, bytes, msgs, appByt
 		what = "datagrams"
 	}
 	fmt.Fprintf(w, "note: %s counted %d packets for %d %s (%s): ", ifname, pkts, msgs, what, pct(pkts, msgs))
-	avg := 0.0
-	if pkts > 0 {
+	avg := 0.0 // datagrams per packet: a receiver's lost ones crossed the interface too
+	if v := r.Receiver; pkts > 0 && dir == "rx" && v != nil {
+		avg = float64(msgs+v.Lost) / float64(pkts)
+	} else if pkts > 0 {
 		avg = float64(msgs) / float64(pkts)
 	}
 	switch {
@@ -65,18 +67,21 @@ func wireText(w io.Writer, r *Run, dir, ifname string, pkts, bytes, msgs, appByt
 }
 
 // pinNote suggests --cpu when an unpaced UDP run lost datagrams with a side unpinned:
-// the sender, receiver and softirq work then share CPUs as the scheduler likes.
+// where the scheduler puts the sender, the receiver and the softirq work (on veth and
+// loopback, the sending CPU's: netif_rx queues to the current CPU's backlog) then
+// decides the loss, which changes from run to run (docs/kernel.md#wire-truth).
 func pinNote(w io.Writer, r *Run) {
 	v, s := r.Receiver, r.Sender
 	if v == nil || v.Lost == 0 || !datagram(r.Proto) {
 		return
 	}
+	const why = "where the scheduler puts sender, receiver and softirq work decides the loss from run to run"
 	switch {
 	case s == nil && v.CPU == "":
-		fmt.Fprintf(w, "note: %d datagrams lost with this receiver unpinned: if the sender ran at max rate (no --rate/--pps), pin both sides to different CPUs with --cpu\n", v.Lost)
+		fmt.Fprintf(w, "note: %d datagrams lost with this receiver unpinned: if the sender ran at max rate (no --rate/--pps), %s: pin both sides with --cpu to make it repeatable, or pace the sender\n", v.Lost, why)
 	case s != nil && !s.Paced && (s.CPU == "" || v.CPU == ""):
-		fmt.Fprintf(w, "note: %d datagrams lost at max rate with %s unpinned: pin with --cpu (run: --cpu here, --server-cpu there) so that sender, receiver and softirq work keep apart\n",
-			v.Lost, unpinned(s.CPU, v.CPU))
+		fmt.Fprintf(w, "note: %d datagrams lost at max rate with %s unpinned: %s: pin with --cpu (run: --cpu here, --server-cpu there) to make it repeatable, or pace with --rate/--pps\n",
+			v.Lost, unpinned(s.CPU, v.CPU), why)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"math"
+	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -11,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/splicegen/splicegen/control"
 )
 
 // wireSide is a result side's application counts and wire object.
@@ -158,6 +161,18 @@ func TestWireLab(t *testing.T) {
 			t.Fatalf("%d datagrams in %d packets: GSO should put many datagrams in one packet", msgs, pkts)
 		case v.Receiver.Wire == nil || !within(v.Receiver.Wire.RxP, fwd):
 			t.Fatalf("receiver's wire %+v, router's %s tx_packets %d", v.Receiver.Wire, r1, fwd)
+		}
+	}
+
+	// Through a server: run prints both sides' wire lines (from their JSON) and the note.
+	tokFile := t.TempDir() + "/token"
+	os.WriteFile(tokFile, []byte(control.NewToken()), 0o600)
+	startServer(t, lab.server, "--listen", lab.serverIP+":5499", "--token-file", tokFile)
+	res := runCLI(t, lab.client, nil, time.Minute, "run", lab.serverIP, "--token-file", tokFile,
+		"-p", "udp", "-m", "gso", "-s", "64", "--pps", "200k", "-t", "2s", "--cpu", "0", "--server-cpu", "1")
+	for _, want := range []string{"wire: " + name + "-c0 tx ", "wire: " + name + "-s0 rx ", "UDP GSO: ", "datagrams per packet"} {
+		if res.code != 0 || !strings.Contains(res.stdout, want) {
+			t.Fatalf("run: exit %d, no %q in:\n%s%s", res.code, want, res.stdout, res.stderr)
 		}
 	}
 }
