@@ -42,6 +42,8 @@ type Side struct {
 	// Kernel counters that explain the protocol's figures, changed over the run (SCTP:
 	// SctpDelaySackExpireds, SctpT3RtxExpireds; per network namespace).
 	Kernel map[string]uint64 `json:"kernel_counters,omitempty"`
+
+	CPU string `json:"cpu,omitempty"` // --cpu: the CPUs this side was pinned to; empty: unpinned
 }
 
 // Counters records the change of a protocol's kernel counters between two readings.
@@ -106,6 +108,9 @@ type Sender struct {
 	Verdict int    `json:"receiver_verdict"`
 	Proof   string `json:"proof,omitempty"`
 	Detail  any    `json:"detail,omitempty"`
+
+	Paced bool      `json:"paced,omitempty"` // --rate or --pps
+	Wire  *SendWire `json:"wire,omitempty"`  // absent when the route or counters could not be read
 }
 
 // Receiver is the receiving side of a run.
@@ -128,6 +133,8 @@ type Receiver struct {
 	Verdict    int            `json:"verdict"` // the exit status this receiver gave the test: 0, 1 incomplete, 3 integrity
 	VerdictWhy string         `json:"verdict_why,omitempty"`
 	Detail     any            `json:"detail,omitempty"`
+
+	Wire *RecvWire `json:"wire,omitempty"` // absent when the route or counters could not be read
 }
 
 // Run is one test: both sides when both were measured (compare), one otherwise.
@@ -246,6 +253,9 @@ func Text(w io.Writer, r *Run) {
 			fmt.Fprintf(w, "          completeness: %s%s\n", s.Proof, verdictWord(s.Verdict))
 		}
 		s.kernelLine(w)
+		if s.Wire != nil {
+			wireText(w, r, "tx", s.Wire.Ifname, s.Wire.TxPackets, s.Wire.TxBytes, s.Messages, s.Bytes)
+		}
 		if r.Mode == "zerocopy" && s.Fallbacks > 0 {
 			fmt.Fprintf(w, "note: the kernel copied anyway: %d MSG_ZEROCOPY completions flagged SO_EE_CODE_ZEROCOPY_COPIED (on loopback all are: the receive path copies)\n", s.Fallbacks)
 		}
@@ -281,6 +291,9 @@ func Text(w io.Writer, r *Run) {
 			fmt.Fprintf(w, "          sizes: %s\n", sizeLine(v.Sizes))
 		}
 		v.kernelLine(w)
+		if v.Wire != nil {
+			wireText(w, r, "rx", v.Wire.Ifname, v.Wire.RxPackets, v.Wire.RxBytes, v.Messages, v.Bytes)
+		}
 		if v.VerdictWhy != "" {
 			fmt.Fprintf(w, "verdict:  %s\n", v.VerdictWhy)
 		}
@@ -288,6 +301,7 @@ func Text(w io.Writer, r *Run) {
 	if n := traitsOf(r.Proto).Notes[r.Mode]; n != "" && r.Sender != nil {
 		fmt.Fprintln(w, "note: "+n)
 	}
+	pinNote(w, r)
 	if r.Interrupted {
 		fmt.Fprintln(w, "interrupted: figures cover the run up to the interruption")
 	}

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/splicegen/splicegen/ifstat"
 	"github.com/splicegen/splicegen/proto"
 	"github.com/splicegen/splicegen/wire"
 )
@@ -239,6 +240,7 @@ func (r *Receiver) Run(ctx context.Context, started func()) (*Stats, error) {
 			}
 			streams[id] = true
 			if begin.IsZero() {
+				stats.Peer = ifstat.AddrIP(f.c.RemoteAddr())
 				begin = time.Now()
 				idleSince = begin
 				if started != nil {

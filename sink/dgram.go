@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"runtime"
 	"sync/atomic"
@@ -56,6 +57,7 @@ type DgramReceiver struct {
 	test     uint64
 	started  func()
 	groSegs  uint64
+	from     *unix.RawSockaddrInet6 // the datagram being read while the test has not started
 	begin    time.Time
 	lastData time.Time
 	nowNS    int64    // the clock at this recvmmsg batch
@@ -82,6 +84,7 @@ func (r *DgramReceiver) Run(ctx context.Context, started func()) (*Stats, error)
 	mm := make([]proto.Mmsghdr, dgramBatch)
 	iov := make([]unix.Iovec, dgramBatch)
 	ctl := make([]byte, dgramBatch*cmsgBuf)
+	from := make([]unix.RawSockaddrInet6, dgramBatch) // sources, until the test starts
 	for i := range mm {
 		iov[i].Base = &bufs[i*dgramBuf]
 		iov[i].SetLen(dgramBuf)
@@ -91,6 +94,15 @@ func (r *DgramReceiver) Run(ctx context.Context, started func()) (*Stats, error)
 	var got int
 	var rerr error
 	recv := func(fd uintptr) bool {
+		if r.begin.IsZero() { // msg_name until the test's first datagram: its source
+			for i := range mm {
+				mm[i].Hdr.Name, mm[i].Hdr.Namelen = (*byte)(unsafe.Pointer(&from[i])), unix.SizeofSockaddrInet6
+			}
+		} else if mm[0].Hdr.Name != nil {
+			for i := range mm {
+				mm[i].Hdr.Name, mm[i].Hdr.Namelen = nil, 0
+			}
+		}
 		if r.gro {
 			for i := range mm {
 				mm[i].Hdr.Control = &ctl[i*cmsgBuf]
@@ -168,6 +180,9 @@ func (r *DgramReceiver) Run(ctx context.Context, started func()) (*Stats, error)
 				if s := groSize(ctl[i*cmsgBuf : i*cmsgBuf+int(mm[i].Hdr.Controllen)]); s > 0 {
 					seg = s
 				}
+			}
+			if r.begin.IsZero() {
+				r.from = &from[i]
 			}
 			for len(b) > 0 {
 				n := min(seg, len(b))
@@ -282,6 +297,7 @@ func (r *DgramReceiver) datagram(b []byte, now time.Time) {
 func (r *DgramReceiver) begin1(now time.Time) {
 	if r.begin.IsZero() {
 		r.begin = now
+		r.stats.Peer = sockaddrIP(r.from)
 		if r.started != nil {
 			r.started()
 		}
@@ -335,4 +351,17 @@ func (r *DgramReceiver) finish() *Stats {
 		r.stats.Latency.JitterUs = jit / float64(max(len(r.order), 1)) / 1000
 	}
 	return &r.stats
+}
+
+// sockaddrIP is a recvmmsg source's address (nil: none or not IP).
+func sockaddrIP(sa *unix.RawSockaddrInet6) net.IP {
+	switch {
+	case sa == nil:
+		return nil
+	case sa.Family == unix.AF_INET:
+		return net.IP((*unix.RawSockaddrInet4)(unsafe.Pointer(sa)).Addr[:]).To16()
+	case sa.Family == unix.AF_INET6:
+		return net.IP(sa.Addr[:]).To16()
+	}
+	return nil
 }

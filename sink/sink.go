@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"sync/atomic"
 	"time"
@@ -165,6 +166,8 @@ type Stats struct {
 	Code        int    `json:"verdict"`
 	Why         string `json:"verdict_why,omitempty"`
 	Interrupted bool   `json:"-"`
+
+	Peer net.IP `json:"-"` // the source of the test's first connection or datagram
 }
 
 // Strays count what reached the receiver but was not its test's: counted, never part of

@@ -6,6 +6,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/splicegen/splicegen/ifstat"
 	"github.com/splicegen/splicegen/proto"
 	"github.com/splicegen/splicegen/report"
 	"github.com/splicegen/splicegen/sink"
@@ -130,9 +131,13 @@ func (j *recvJob) test(ctx context.Context, rcv sink.Runner, stdout, stderr io.W
 	c, cfg, t := j.c, j.cfg, j.plugin.Traits()
 	var u0 report.Usage
 	var k0 map[string]uint64
+	var w0 map[int]ifstat.Counters
 	stop := func() {}
 	every := c.defaultInterval(0)
+	pre := startPreRead()
+	defer pre.stop()
 	st, runErr := rcv.Run(ctx, func() {
+		w0 = pre.before()
 		u0 = report.Now()
 		if t.Counters != nil {
 			k0 = t.Counters()
@@ -140,6 +145,7 @@ func (j *recvJob) test(ctx context.Context, rcv sink.Runner, stdout, stderr io.W
 		stop = c.intervals(stdout, stderr, every, "receiver", !t.LossFails, rcv.Progress)
 	})
 	u1 := report.Now()
+	w1 := readAll()
 	stop()
 	if u0.At.IsZero() { // nothing measured: interrupted (or the socket failed) before any data
 		if ctx.Err() != nil {
@@ -157,6 +163,7 @@ func (j *recvJob) test(ctx context.Context, rcv sink.Runner, stdout, stderr io.W
 		Unverified: tot.Unverified, Truncated: tot.Truncated, Late: tot.Late, Sink: cfg.Sink, Detail: st,
 		Stray: st.Strays.Total(), Verdict: st.Code, VerdictWhy: st.Why, Sizes: tot.Sizes, Latency: st.Latency}
 	v.Fill(u0, u1, tot.Bytes, tot.Messages)
+	v.CPU, v.Wire = c.cpu, recvWire(st.Peer, w0, w1, stderr)
 	if t.Counters != nil {
 		v.Counters(k0, t.Counters())
 	}

@@ -168,6 +168,7 @@ func cmdSend(args []string, stdout, stderr io.Writer) (int, error) {
 
 	// Connections are made one by one as the sender prepares each stream: stream 0's ring
 	// decides whether all of them fit under the cap before any other is opened.
+	var first proto.Conn // stream 0's: its route gives the wire interface
 	s, err := gen.NewSender(spec, func(i int) (proto.Conn, error) {
 		dctx, dcancel := context.WithTimeout(ctx, 10*time.Second)
 		defer dcancel()
@@ -176,6 +177,9 @@ func cmdSend(args []string, stdout, stderr io.Writer) (int, error) {
 		cn, err := j.plugin.Dial(dctx, j.addr, o)
 		if err != nil && !errors.Is(err, proto.ErrKernel) {
 			return nil, fmt.Errorf("connect %s: %w", j.addr, err)
+		}
+		if i == 0 {
+			first = cn
 		}
 		return cn, err
 	})
@@ -198,16 +202,20 @@ func cmdSend(args []string, stdout, stderr io.Writer) (int, error) {
 	if f := j.plugin.Traits().Counters; f != nil {
 		k0 = f()
 	}
+	wm := startSend(first)
 	u0 := report.Now()
 	st, runErr := s.Run(ctx)
 	u1 := report.Now()
+	onWire := wm.result(stderr)
 	stop()
 	u1.At = u0.At.Add(st.Real) // the data's time: end-of-test datagrams linger after it
 
 	r := &report.Run{Proto: c.proto, Mode: spec.Mode, Size: spec.Size, Mix: mixOf(spec), Streams: spec.Streams,
 		Format: spec.Format.String(), Verify: spec.Verify, HotBuffer: spec.HotBuffer, Interrupted: ctx.Err() != nil}
 	b, m := st.Totals()
-	snd := &report.Sender{RingBytes: st.RingBytes, Sndbuf: st.Buffers.SndBuf, Fallbacks: st.Fallbacks, Detail: st, Verdict: -1}
+	snd := &report.Sender{RingBytes: st.RingBytes, Sndbuf: st.Buffers.SndBuf, Fallbacks: st.Fallbacks, Detail: st, Verdict: -1,
+		Paced: spec.Rate > 0 || spec.PPS > 0, Wire: onWire}
+	snd.CPU = c.cpu
 	snd.Fill(u0, u1, b, m)
 	if f := j.plugin.Traits().Counters; f != nil {
 		snd.Counters(k0, f())
