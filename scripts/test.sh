@@ -64,9 +64,10 @@ if echo "$out" | grep -E 'allocs/op' | grep -vE '\s0 allocs/op'; then
   echo "a send loop allocates per message"; exit 1
 fi
 
-step "VM suite: SCTP on Debian's kernel under qemu (TCG)"
-# This host kernel has no SCTP: the SCTP tests run in a VM (scripts/vm). They fail, not
-# skip, there (SPLICEGEN_REQUIRE_SCTP=1), and this step checks each one reported PASS.
+step "VM suite: SCTP and netem on Debian's kernel under qemu (TCG)"
+# This host kernel has no SCTP and no netem: those tests run in a VM (scripts/vm). They
+# fail, not skip, there (SPLICEGEN_REQUIRE_SCTP=1, SPLICEGEN_REQUIRE_NETEM=1), and this
+# step checks each one reported PASS.
 mkdir -p out
 if [ "${SPLICEGEN_SKIP_VM:-}" = 1 ]; then
   echo "VM suite NOT RUN (SPLICEGEN_SKIP_VM=1): SCTP is untested in this run"
@@ -75,11 +76,11 @@ elif ! scripts/vm/fetch.sh; then
   echo "SCTP is untested. Set SPLICEGEN_SKIP_VM=1 to run the rest anyway."
   exit 1
 else
-  CGO_ENABLED=0 SPLICEGEN_REQUIRE_SCTP=1 SPLICEGEN_VM_TIMEOUT=900 \
-    go test -count=1 -timeout 20m -exec "$PWD/scripts/vm/vm-exec" -run 'SCTP' -v ./cmd/splicegen \
+  CGO_ENABLED=0 SPLICEGEN_REQUIRE_SCTP=1 SPLICEGEN_REQUIRE_NETEM=1 SPLICEGEN_VM_TIMEOUT=900 \
+    go test -count=1 -timeout 20m -exec "$PWD/scripts/vm/vm-exec" -run 'SCTP|Netem' -v ./cmd/splicegen \
     2>&1 | tee out/vm-sctp.log
   [ "${PIPESTATUS[0]}" = 0 ] || { echo "VM suite failed"; exit 1; }
-  for t in TestSCTPEndToEnd TestSCTPStreamRotation TestSCTPBadInput TestSCTPCompare TestSCTPStreamsWithoutMessages TestSCTPServer; do
+  for t in TestSCTPEndToEnd TestSCTPStreamRotation TestSCTPBadInput TestSCTPCompare TestSCTPStreamsWithoutMessages TestSCTPServer TestNetemLatency TestNetemLoss; do
     grep -q -- "^--- PASS: $t " out/vm-sctp.log || { echo "VM suite: $t did not pass"; exit 1; }
   done
   echo "VM suite: SCTP tests passed in the guest ($(grep -m1 -o 'guest kernel [^ ]*' out/vm-sctp.log || echo 'Debian 6.1'))"

@@ -1,0 +1,79 @@
+package main
+
+import (
+	"os"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+)
+
+// Tests with netem on loopback. This host's kernel has no netem: they run in the VM
+// suite (scripts/vm loads sch_netem), which sets SPLICEGEN_REQUIRE_NETEM=1 so that they
+// fail there rather than skip.
+
+// netem puts a netem qdisc on lo for the test (delay in µs, loss in %).
+func netem(t *testing.T, delayUs uint32, lossPct float32) {
+	t.Helper()
+	lo, err := netlink.LinkByName("lo")
+	if err == nil {
+		q := netlink.NewNetem(netlink.QdiscAttrs{LinkIndex: lo.Attrs().Index, Handle: netlink.MakeHandle(1, 0),
+			Parent: netlink.HANDLE_ROOT}, netlink.NetemQdiscAttrs{Latency: delayUs, Loss: lossPct, Limit: 100000})
+		if err = netlink.QdiscAdd(q); err == nil {
+			t.Cleanup(func() { netlink.QdiscDel(q) })
+			return
+		}
+	}
+	if os.Getenv("SPLICEGEN_REQUIRE_NETEM") == "1" {
+		t.Fatalf("netem on lo: %v", err)
+	}
+	t.Skipf("netem on lo: %v (the VM suite in scripts/test.sh runs this test)", err)
+}
+
+type latencyJSON struct {
+	Receiver struct {
+		Messages, Lost uint64
+		LossPct        float64 `json:"loss_pct"`
+		Latency        *struct {
+			Samples int64
+			P50Us   int64 `json:"p50_us"`
+			P99Us   int64 `json:"p99_us"`
+			Clock   string
+		}
+	}
+}
+
+// With netem delay 20ms on lo, every packet waits 20 ms once: the one-way p50 of UDP and
+// of TCP (--nodelay: Nagle would hold a small message for the previous one's ACK, a
+// 40 ms round trip) is 20 ± 2 ms.
+func TestNetemLatency(t *testing.T) {
+	netem(t, 20000, 0)
+	for _, c := range []struct {
+		proto string
+		send  []string
+	}{
+		{"udp", []string{"-s", "200", "--pps", "2k", "-n", "2000"}},
+		{"tcp", []string{"-s", "16k", "--pps", "500", "-n", "500", "--nodelay"}},
+	} {
+		_, rcv := pairProto(t, c.proto, []string{"--json"}, c.send)
+		var r latencyJSON
+		mustJSON(t, rcv.stdout, &r)
+		l := r.Receiver.Latency
+		if l == nil || l.Samples < int64(r.Receiver.Messages) || l.P50Us < 18000 || l.P50Us > 22000 {
+			t.Fatalf("%s: latency %+v, want p50 20 ± 2 ms: %s", c.proto, l, rcv.stdout)
+		}
+		t.Logf("%s with netem delay 20ms: p50 %d µs, p99 %d µs over %d messages", c.proto, l.P50Us, l.P99Us, l.Samples)
+	}
+}
+
+// With netem loss 1%, the UDP receiver's loss_pct over 200k datagrams is 1 ± 0.3.
+func TestNetemLoss(t *testing.T) {
+	netem(t, 0, 1)
+	_, rcv := pairProto(t, "udp", []string{"--json"}, []string{"-s", "200", "-m", "mmsg", "--pps", "40k", "-n", "200000"})
+	var r latencyJSON
+	mustJSON(t, rcv.stdout, &r)
+	v := r.Receiver
+	if v.Messages+v.Lost < 199000 || v.LossPct < 0.7 || v.LossPct > 1.3 {
+		t.Fatalf("netem loss 1%%: %d received, %d lost, loss_pct %.3f: %s", v.Messages, v.Lost, v.LossPct, rcv.stdout)
+	}
+	t.Logf("netem loss 1%%: %d received, %d lost, loss_pct %.3f", v.Messages, v.Lost, v.LossPct)
+}
