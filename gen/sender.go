@@ -179,6 +179,15 @@ func (s *Sender) NoReport() bool {
 	return s.spec.Format == wire.FormatNative && st.u == nil && !st.hello
 }
 
+// Counters are the streams' running totals (read by --metrics at scrape time).
+func (s *Sender) Counters() []*Counters {
+	cs := make([]*Counters, len(s.streams))
+	for i, st := range s.streams {
+		cs[i] = &st.c
+	}
+	return cs
+}
+
 // Progress returns the bytes and messages sent so far (for interval lines).
 func (s *Sender) Progress() (bytes, messages uint64) {
 	for _, st := range s.streams {

@@ -20,6 +20,7 @@ done
 command -v jq >/dev/null || need+=(jq)
 [ "${SPLICEGEN_SKIP_NETNS:-}" = 1 ] || command -v ip >/dev/null || need+=(iproute2)
 [ "${SPLICEGEN_SKIP_NETNS:-}" = 1 ] || command -v tcpdump >/dev/null || need+=(tcpdump)
+command -v prometheus >/dev/null || need+=(prometheus) # scrapes --metrics (TestMetricsPrometheus)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "installing ${need[*]}"
@@ -42,6 +43,7 @@ go vet ./...
 step "go test (host kernel $(uname -r))"
 # The two-host tests (scripts/lab.sh namespaces) fail rather than skip here.
 [ "${SPLICEGEN_SKIP_NETNS:-}" = 1 ] && echo "two-host server tests NOT RUN (SPLICEGEN_SKIP_NETNS=1)" || export SPLICEGEN_REQUIRE_NETNS=1
+export SPLICEGEN_REQUIRE_PROMETHEUS=1
 go test -count=1 -timeout 15m -skip '^TestServerManyTests$' ./...
 
 step "server: 1,000 short tests in a row, its RSS and open fds"

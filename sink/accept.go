@@ -121,13 +121,14 @@ type Receiver struct {
 	acc       *acceptor
 	progress  atomic.Uint64 // bytes, all streams
 	msgs      atomic.Uint64 // messages checked so far, all streams (added per read, not per message)
+	corrupt   atomic.Uint64 // corrupt messages so far (added per read, when it changed)
 	lat       latencies
 	remote    atomic.Bool // a stream came from an address not of this host (latency's clock)
 }
 
 // Progress is the bytes received so far.
 func (r *Receiver) Progress() Progress {
-	return Progress{Bytes: r.progress.Load(), Messages: r.msgs.Load()}
+	return Progress{Bytes: r.progress.Load(), Messages: r.msgs.Load(), Corrupt: r.corrupt.Load()}
 }
 
 // first is what admission read of a connection: its first header (or first bytes).

@@ -2,6 +2,7 @@ package sink
 
 import (
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/splicegen/splicegen/wire"
@@ -98,6 +99,15 @@ type LaneStats struct {
 	Messages uint64 `json:"messages"`
 }
 
+// publish adds the corrupt messages found since the last call to a receiver's total
+// (once per read: the total is read by --metrics).
+func (c *checker) publish(total *atomic.Uint64) {
+	if c.st.Corrupt != c.published {
+		total.Add(c.st.Corrupt - c.published)
+		c.published = c.st.Corrupt
+	}
+}
+
 // checker parses one connection's byte stream incrementally: a header may straddle
 // reads, a payload is checked piece by piece, nothing is stored or allocated.
 type checker struct {
@@ -108,6 +118,7 @@ type checker struct {
 	st          StreamStats
 	sizes       sizeCounts // native message sizes
 	lat         *latency   // one-way latency (native format; nil: not recorded)
+	published   uint64     // corrupt messages already added to the receiver's total
 	now         int64      // the clock at this feed (ns), when lat is set
 	hdr         [wire.HeaderLen]byte
 	have        int // header bytes collected
@@ -144,6 +155,8 @@ func newChecker(format wire.Format, verify bool, size int, test uint64, lanes bo
 func (c *checker) feed(p []byte) {
 	if c.lat != nil {
 		c.now = time.Now().UnixNano() // one clock read per read call (latency.go)
+		c.lat.mu.Lock()
+		defer c.lat.mu.Unlock()
 	}
 	c.st.Bytes += uint64(len(p))
 	if c.format == wire.FormatRaw || c.lost {

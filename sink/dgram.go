@@ -60,13 +60,15 @@ type DgramReceiver struct {
 	from     *unix.RawSockaddrInet6 // the datagram being read while the test has not started
 	begin    time.Time
 	lastData time.Time
-	nowNS    int64    // the clock at this recvmmsg batch
-	lat      *latency // made at the first data datagram (native format)
+	nowNS    int64                   // the clock at this recvmmsg batch
+	lat      *latency                // made at the first data datagram (native format)
+	latP     atomic.Pointer[latency] // lat, for a scrape's copy (--metrics)
+	corrupt  atomic.Uint64
 }
 
 // Progress is bytes, datagrams and losses so far.
 func (r *DgramReceiver) Progress() Progress {
-	return Progress{r.bytes.Load(), r.msgs.Load(), r.lost.Load()}
+	return Progress{r.bytes.Load(), r.msgs.Load(), r.lost.Load(), r.corrupt.Load()}
 }
 
 // Run receives until the test ends. started is called at the first datagram.
@@ -173,6 +175,9 @@ func (r *DgramReceiver) Run(ctx context.Context, started func()) (*Stats, error)
 		now := time.Now()
 		r.nowNS = now.UnixNano() // one clock read per recvmmsg batch (latency.go)
 		r.started = started
+		if r.lat != nil {
+			r.lat.mu.Lock() // one lock per batch: a scrape may copy the histogram
+		}
 		for i := range got {
 			b := bufs[i*dgramBuf : i*dgramBuf+int(mm[i].Len)]
 			seg := len(b)
@@ -189,6 +194,9 @@ func (r *DgramReceiver) Run(ctx context.Context, started func()) (*Stats, error)
 				r.datagram(b[:n], now)
 				b = b[n:]
 			}
+		}
+		if r.lat != nil {
+			r.lat.mu.Unlock()
 		}
 		var lost uint64
 		for _, id := range r.order {
@@ -271,13 +279,16 @@ func (r *DgramReceiver) datagram(b []byte, now time.Time) {
 	r.count(ds, len(b), now)
 	ds.st.Messages++
 	ds.w.add(h.Seq)
-	if r.lat == nil {
+	if r.lat == nil { // its first sample is recorded before the batch's unlock: lock it now
 		r.lat = newLatency()
+		r.lat.mu.Lock()
+		r.latP.Store(r.lat)
 	}
 	r.lat.record(r.nowNS, h.TimeNS)
 	ds.jitter.add(r.nowNS, h.TimeNS)
 	if int(h.Length)+wire.HeaderLen != len(b) {
 		ds.st.Corrupt++ // header and datagram disagree: truncated or padded
+		r.corrupt.Add(1)
 		return
 	}
 	if !r.cfg.Verify {
@@ -290,6 +301,7 @@ func (r *DgramReceiver) datagram(b []byte, now time.Time) {
 	p := b[wire.HeaderLen:]
 	if wire.CRC32C(p) != h.CRC || !wire.CheckPattern(p, h.Stream, h.Seq) {
 		ds.st.Corrupt++
+		r.corrupt.Add(1)
 	}
 }
 

@@ -22,8 +22,10 @@ const (
 	latDigits = 3
 )
 
-// latency is one reader's histogram; not safe for concurrent use.
+// latency is one reader's histogram. Its reader holds mu for a whole read's samples (one
+// lock per read call, not per message), so a scrape (--metrics) can copy it meanwhile.
 type latency struct {
+	mu       sync.Mutex
 	h        *hdrhistogram.Histogram
 	negative uint64 // samples with the receive time before the send time: clocks apart
 }
@@ -57,24 +59,60 @@ type Latency struct {
 	Clock    string  `json:"clock"`
 }
 
-// latencies merges the readers' histograms.
+// latencies merges the readers' histograms: finished ones in h, running ones in live.
 type latencies struct {
 	mu       sync.Mutex
 	h        *hdrhistogram.Histogram
 	negative uint64
+	live     map[*latency]bool
 }
 
+// start registers a running reader's histogram (for snapshots).
+func (m *latencies) start(l *latency) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.live == nil {
+		m.live = map[*latency]bool{}
+	}
+	m.live[l] = true
+}
+
+// add merges a finished reader's histogram.
 func (m *latencies) add(l *latency) {
-	if l == nil || l.h.TotalCount() == 0 && l.negative == 0 {
+	if l == nil {
 		return
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	delete(m.live, l)
+	if l.h.TotalCount() == 0 && l.negative == 0 {
+		return
+	}
 	if m.h == nil {
 		m.h = hdrhistogram.New(1, latMaxUs, latDigits)
 	}
 	m.h.Merge(l.h)
 	m.negative += l.negative
+}
+
+// snapshot is a copy of every sample so far, finished readers' and running ones'
+// (nil: none), in microseconds.
+func (m *latencies) snapshot() *hdrhistogram.Histogram {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := hdrhistogram.New(1, latMaxUs, latDigits)
+	if m.h != nil {
+		s.Merge(m.h)
+	}
+	for l := range m.live {
+		l.mu.Lock()
+		s.Merge(l.h)
+		l.mu.Unlock()
+	}
+	if s.TotalCount() == 0 {
+		return nil
+	}
+	return s
 }
 
 // result is the merged figures (nil: no sample).
@@ -128,7 +166,21 @@ func (r *Receiver) latency(c proto.Conn) *latency {
 	if !localAddr(c.RemoteAddr()) {
 		r.remote.Store(true)
 	}
-	return newLatency()
+	l := newLatency()
+	r.lat.start(l)
+	return l
+}
+
+// Latency is a copy of the one-way latency samples so far (µs; nil: none).
+func (r *Receiver) Latency() *hdrhistogram.Histogram { return r.lat.snapshot() }
+
+// Latency is a copy of the one-way latency samples so far (µs; nil: none).
+func (r *DgramReceiver) Latency() *hdrhistogram.Histogram {
+	var m latencies
+	if l := r.latP.Load(); l != nil {
+		m.start(l)
+	}
+	return m.snapshot()
 }
 
 // localAddr reports whether a peer address is this host's (in this network namespace).

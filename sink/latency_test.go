@@ -3,6 +3,9 @@ package sink
 import (
 	"net"
 	"testing"
+	"time"
+
+	"github.com/splicegen/splicegen/wire"
 )
 
 func TestLatency(t *testing.T) {
@@ -57,5 +60,28 @@ func TestLocalAddr(t *testing.T) {
 		if got := localAddr(addr); got != want && a != "bogus" {
 			t.Errorf("localAddr(%s) = %v", a, got)
 		}
+	}
+}
+
+// The checker records latency (and sizes) without allocating per message.
+func TestCheckerLatencyAllocs(t *testing.T) {
+	seqs := make([]uint64, 64)
+	for i := range seqs {
+		seqs[i] = uint64(i)
+	}
+	b := stream(1400, 0, seqs...)
+	for i := 0; i < len(b); i += 1400 { // a send time on every header
+		var h wire.Header
+		wire.ParseHeader(b[i:], &h)
+		h.TimeNS = time.Now().UnixNano()
+		h.Put(b[i:])
+	}
+	c := newChecker(wire.FormatNative, false, 0, 0, false)
+	c.lat = newLatency()
+	c.feed(b[:1400]) // the first message: the size histogram's one entry
+	rest := b[1400:]
+	allocs := testing.AllocsPerRun(1, func() { c.feed(rest) })
+	if allocs != 0 || c.lat.h.TotalCount() < 64 {
+		t.Errorf("%v allocations feeding 63 messages; %d latency samples", allocs, c.lat.h.TotalCount())
 	}
 }

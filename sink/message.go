@@ -60,6 +60,7 @@ func (r *Receiver) drainMessages(mr proto.MessageReader, f first, test uint64) (
 		ck.feed(buf[:n])
 		r.progress.Add(uint64(n))
 		r.msgs.Add(ck.st.Messages - before)
+		ck.publish(&r.corrupt)
 		if lane == 0 && ck.st.Ended {
 			end = ck
 		}

@@ -51,6 +51,7 @@ func (r *Receiver) drainRead(c proto.Conn, ck *checker) error {
 		r.progress.Add(uint64(n))
 		r.msgs.Add(ck.st.Messages - msgs)
 		msgs = ck.st.Messages
+		ck.publish(&r.corrupt)
 		if r.cfg.Stall > 0 {
 			time.Sleep(r.cfg.Stall)
 		} else {

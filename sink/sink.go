@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/HdrHistogram/hdrhistogram-go"
 	"github.com/splicegen/splicegen/proto"
 	"github.com/splicegen/splicegen/wire"
 )
@@ -83,11 +84,13 @@ type Runner interface {
 	Run(ctx context.Context, started func()) (*Stats, error)
 	// Progress is the running totals, for interval lines.
 	Progress() Progress
+	// Latency is a copy of the one-way latency samples so far (µs; nil: none).
+	Latency() *hdrhistogram.Histogram
 }
 
 // Progress is a receiver's running totals.
 type Progress struct {
-	Bytes, Messages, Lost uint64
+	Bytes, Messages, Lost, Corrupt uint64
 }
 
 // Endpoint is a protocol's receiving end — a listener for byte streams and messages,

@@ -106,6 +106,7 @@ func (r *Receiver) drainSplice(f first, ck *checker) error {
 		}
 		r.msgs.Add(seen - counted)
 		counted = seen
+		ck.publish(&r.corrupt)
 		return nil
 	})
 	if parse || ck.st.MsgSize == 0 {

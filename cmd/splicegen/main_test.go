@@ -354,6 +354,8 @@ func TestBadInput(t *testing.T) {
 		{"send", "-p", "udp", "--flows", "2000", "127.0.0.1:9"},
 		{"send", "-p", "udp", "--flows", "2", "-m", "zerocopy", "127.0.0.1:9"},
 		{"send", "--fq-rate", "slow", "127.0.0.1:9"},
+		{"send", "--metrics", "9100", "127.0.0.1:9"},
+		{"recv", "--metrics", "localhost"},
 		{"send", "--rate", "1G", "--pps", "5", "127.0.0.1:9"},
 		{"send", "--pps", "-5", "127.0.0.1:9"},
 		{"recv", "-p", "udp", "--sink", "splice"},

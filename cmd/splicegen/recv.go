@@ -22,6 +22,8 @@ type recvJob struct {
 	addr     string
 	listenFD int
 	keep     bool
+	metrics  string
+	m        *metrics
 }
 
 // parseRecv is the one parser of recv's flags. done: help was printed.
@@ -36,6 +38,7 @@ func parseRecv(args []string, stdout io.Writer) (j *recvJob, done bool, err erro
 	c.fs.DurationVar(&cfg.Idle, "idle", 30*time.Second, "end a started test when nothing arrives for this long")
 	c.fs.DurationVar(&cfg.Stall, "stall", 0, "sleep this long after every read (a slow reader; the page-reuse proof)")
 	c.fs.BoolVar(&j.keep, "keep", false, "serve test after test until interrupted (one result each; exit status: the worst verdict)")
+	c.fs.StringVar(&j.metrics, "metrics", "", "serve Prometheus metrics on [HOST]:PORT (/metrics)")
 	c.fs.IntVar(&j.listenFD, "listen-fd", -1, "use this inherited listening socket (compare's children)")
 	c.fs.MarkHidden("listen-fd")
 	c.fs.Lookup("streams").DefValue = "0"
@@ -94,6 +97,12 @@ func cmdRecv(args []string, stdout, stderr io.Writer) (int, error) {
 	if done || err != nil {
 		return 0, err
 	}
+	if j.metrics != "" {
+		j.m = &metrics{proto: j.plugin.Traits().Name, mode: j.cfg.Sink}
+		if err := serveMetrics(j.metrics, j.m); err != nil {
+			return exitFailed, err
+		}
+	}
 	ep, err := sink.Open(j.plugin, j.cfg, j.opts, j.addr, j.listenFD)
 	if err != nil {
 		return exitFailed, err
@@ -136,6 +145,9 @@ func (j *recvJob) test(ctx context.Context, rcv sink.Runner, stdout, stderr io.W
 	every := c.defaultInterval(0)
 	pre := startPreRead()
 	defer pre.stop()
+	if j.m != nil {
+		defer j.m.receiving(rcv)()
+	}
 	st, runErr := rcv.Run(ctx, func() {
 		w0 = pre.before()
 		u0 = report.Now()

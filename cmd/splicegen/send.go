@@ -20,12 +20,13 @@ import (
 
 // sendJob is one send, parsed and checked: everything needed to connect and run.
 type sendJob struct {
-	c      *common
-	spec   gen.Spec
-	plugin proto.Plugin
-	opts   proto.Options
-	addr   string
-	lab    labFlags
+	c       *common
+	spec    gen.Spec
+	plugin  proto.Plugin
+	opts    proto.Options
+	addr    string
+	lab     labFlags
+	metrics string
 }
 
 // parseSend is the one parser of send's flags: send uses it, and compare checks every
@@ -59,6 +60,10 @@ func parseSendAs(cmd string, args []string, stdout io.Writer, extra func(*pflag.
 	c.fs.MarkHidden("io")
 	var lab labFlags
 	lab.add(c.fs)
+	var metricsAddr string
+	if cmd == "send" {
+		c.fs.StringVar(&metricsAddr, "metrics", "", "serve Prometheus metrics on [HOST]:PORT (/metrics) during the run")
+	}
 	if extra != nil {
 		extra(c.fs)
 	}
@@ -142,7 +147,7 @@ func parseSendAs(cmd string, args []string, stdout io.Writer, extra func(*pflag.
 	if err := lab.apply(&j.opts, &spec); err != nil {
 		return nil, false, err
 	}
-	j.lab = lab
+	j.lab, j.metrics = lab, metricsAddr
 	if err := spec.Check(t, j.addr); err != nil {
 		return nil, false, err
 	}
@@ -165,6 +170,13 @@ func cmdSend(args []string, stdout, stderr io.Writer) (int, error) {
 	}
 	ctx, cancel := signalContext()
 	defer cancel()
+	var pm *metrics
+	if j.metrics != "" {
+		pm = &metrics{proto: c.proto, mode: spec.Mode}
+		if err := serveMetrics(j.metrics, pm); err != nil {
+			return exitFailed, err
+		}
+	}
 
 	// Connections are made one by one as the sender prepares each stream: stream 0's ring
 	// decides whether all of them fit under the cap before any other is opened.
@@ -187,6 +199,9 @@ func cmdSend(args []string, stdout, stderr io.Writer) (int, error) {
 		return 0, err
 	}
 	defer s.Close()
+	if pm != nil {
+		pm.sender(s)
+	}
 	for _, w := range s.Warnings() {
 		fmt.Fprintln(stderr, "splicegen send: warning: "+w)
 	}
