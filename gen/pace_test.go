@@ -13,6 +13,9 @@ type fakeClock struct {
 	now       int64
 	overshoot time.Duration
 	slept     time.Duration
+	late      time.Duration // every lateEvery-th sleep wakes this much later still
+	lateEvery int
+	sleeps    int
 }
 
 func (c *fakeClock) pacer(perSec float64, batch int) *Pacer {
@@ -22,7 +25,13 @@ func (c *fakeClock) pacer(perSec float64, batch int) *Pacer {
 func (c *fakeClock) shaped(perSec float64, batch int, pat Pattern) *Pacer {
 	p := NewPacer(perSec, batch, pat)
 	p.Now = func() int64 { return c.now }
-	p.Sleep = func(d time.Duration) { c.now += int64(d + c.overshoot); c.slept += d }
+	p.Sleep = func(d time.Duration) {
+		c.now += int64(d + c.overshoot)
+		c.slept += d
+		if c.sleeps++; c.lateEvery > 0 && c.sleeps%c.lateEvery == 0 {
+			c.now += int64(c.late)
+		}
+	}
 	return p
 }
 
@@ -131,31 +140,37 @@ func (c *fakeClock) sends(p *Pacer, k int, d time.Duration) []int64 {
 }
 
 // --burst: N messages at one instant per tick, ticks N intervals apart, the long-run rate
-// unchanged; a batch larger than the burst is cut to it.
+// unchanged; a batch larger than the burst is cut to it. A sleep that wakes 2.5 ms late
+// is made up by the next bursts coming sooner (at least half a tick apart), not by two
+// bursts at once.
 func TestPacerBurst(t *testing.T) {
-	for _, k := range []int{1, 64} { // per message, and mmsg batches of 64
-		c := &fakeClock{now: 1e18, overshoot: 70 * time.Microsecond}
-		p := c.shaped(10e3, k, Pattern{Burst: 32})
-		at := c.sends(p, k, time.Second)
+	for _, tc := range []struct {
+		k         int // per message, and mmsg batches of 64
+		lateEvery int
+	}{{1, 0}, {64, 0}, {1, 10}, {64, 7}} {
+		c := &fakeClock{now: 1e18, overshoot: 70 * time.Microsecond, late: 2500 * time.Microsecond, lateEvery: tc.lateEvery}
+		p := c.shaped(10e3, tc.k, Pattern{Burst: 32})
+		at := c.sends(p, tc.k, time.Second)
 		if n := len(at); n < 9900 || n > 10032 {
-			t.Fatalf("batch %d: %d messages in 1 s at 10k/s", k, n)
+			t.Fatalf("%+v: %d messages in 1 s at 10k/s", tc, n)
 		}
-		var bursts, big int
+		var ticks, odd int
 		for i := 1; i < len(at); i++ {
 			gap := time.Duration(at[i] - at[i-1])
-			switch {
-			case gap == 0:
-			case gap > 2500*time.Microsecond && gap < 3400*time.Microsecond:
-				bursts++
-				if i%32 != 0 {
-					t.Fatalf("batch %d: a tick after message %d, not a multiple of 32", k, i)
-				}
-			default:
-				big++
+			if gap == 0 {
+				continue
+			}
+			ticks++
+			if i%32 != 0 {
+				t.Fatalf("%+v: a tick after message %d, not a multiple of 32", tc, i)
+			}
+			if gap < 1600*time.Microsecond || gap > 6000*time.Microsecond ||
+				tc.lateEvery == 0 && (gap < 3200*time.Microsecond || gap > 3300*time.Microsecond) {
+				odd++
 			}
 		}
-		if bursts < 300 || big > 0 {
-			t.Fatalf("batch %d: %d gaps of ~3.2 ms, %d others", k, bursts, big)
+		if ticks < 300 || odd > 0 {
+			t.Fatalf("%+v: %d ticks, %d of them not ~3.2 ms (or at least 1.6 ms when late) apart", tc, ticks, odd)
 		}
 	}
 }
