@@ -51,6 +51,15 @@ func SendArgs(r *Request, id uint64, cpu, addr string) []string {
 	if r.DF {
 		a = append(a, "--df")
 	}
+	if r.Burst > 0 {
+		a = append(a, "--burst", strconv.Itoa(r.Burst))
+	}
+	if r.OnMS > 0 || r.OffMS > 0 { // send's parser refuses one without the other
+		a = append(a, "--on", ms(r.OnMS).String(), "--off", ms(r.OffMS).String())
+	}
+	if r.RampMS > 0 {
+		a = append(a, "--ramp", ms(r.RampMS).String())
+	}
 	return append(common(a, r, cpu), addr)
 }
 

@@ -183,12 +183,24 @@ func TestRequestBounds(t *testing.T) {
 		"reverse port":  func(r *Request) { r.Direction = DirReverse },
 		"long name":     func(r *Request) { r.Mode = strings.Repeat("x", 100) },
 		"size":          func(r *Request) { r.Size = 0 },
+		"burst":         func(r *Request) { r.Burst = -1 },
+		"huge burst":    func(r *Request) { r.Burst = 1 << 30 },
+		"negative on":   func(r *Request) { r.OnMS = -1 },
+		"long ramp":     func(r *Request) { r.RampMS = 400 * 24 * 3600 * 1000 },
 	} {
 		r := ok
 		mut(&r)
 		if r.Check() == nil {
 			t.Errorf("%s: accepted %+v", name, r)
 		}
+	}
+	pat := ok
+	pat.Burst, pat.OnMS, pat.OffMS, pat.RampMS, pat.PPS = 32, 1000, 500, 2000, 1e4
+	if err := pat.Check(); err != nil {
+		t.Fatal(err)
+	}
+	if a := strings.Join(SendArgs(&pat, 1, "", "h:1"), " "); !strings.Contains(a, "--burst 32 --on 1s --off 500ms --ramp 2s") {
+		t.Fatalf("send args without the pattern: %s", a)
 	}
 	r := ok
 	notes, err := r.Bound(Limits{Duration: 2000, Rate: 1e9, Streams: 4})

@@ -76,6 +76,10 @@ type Request struct {
 	Lanes      int     `json:"sctp_streams,omitempty"`
 	PPID       uint32  `json:"sctp_ppid,omitempty"`
 	Batch      int     `json:"batch,omitempty"`
+	Burst      int     `json:"burst,omitempty"`
+	OnMS       int64   `json:"on_ms,omitempty"`
+	OffMS      int64   `json:"off_ms,omitempty"`
+	RampMS     int64   `json:"ramp_ms,omitempty"`
 	Sink       string  `json:"sink,omitempty"`
 	ServerCPU  string  `json:"server_cpu,omitempty"`
 	IntervalMS int64   `json:"interval_ms,omitempty"`
@@ -110,7 +114,7 @@ func (r *Request) Check() error {
 		return fmt.Errorf("size %d out of range", r.Size)
 	case r.Count < 0 || r.Bytes < 0 || r.TimeMS < 0 || r.Rate < 0 || r.PPS < 0 || r.Batch < 0 || r.IntervalMS < 0:
 		return fmt.Errorf("a negative count, byte total, time, rate or batch")
-	case r.Rate > 1e15 || r.PPS > 1e12 || r.Batch > 1024 || r.TimeMS > int64(365*24*time.Hour/time.Millisecond):
+	case r.Rate > 1e15 || r.PPS > 1e12 || r.Batch > 1024 || !inYear(r.TimeMS):
 		return fmt.Errorf("a rate, batch or time out of range")
 	case r.Streams < 1 || r.Streams > 1024:
 		return fmt.Errorf("streams %d out of range 1..1024", r.Streams)
@@ -120,6 +124,8 @@ func (r *Request) Check() error {
 		return fmt.Errorf("sctp_streams %d out of range", r.Lanes)
 	case r.DataPort < 0 || r.DataPort > 65535 || r.Direction != DirForward && r.DataPort == 0:
 		return fmt.Errorf("data_port %d: a reverse test needs the client's port", r.DataPort)
+	case r.Burst < 0 || r.Burst > 1<<20 || !inYear(r.OnMS) || !inYear(r.OffMS) || !inYear(r.RampMS):
+		return fmt.Errorf("a burst, on, off or ramp out of range")
 	case r.IntervalMS != 0 && r.IntervalMS < 100:
 		return fmt.Errorf("interval %d ms: at least 100", r.IntervalMS)
 	case r.TOS < 0 || r.TOS > 255 || r.TTL < 0 || r.TTL > 255 || r.CPort < 0 || r.CPort > 65535 ||
@@ -164,6 +170,9 @@ func (r *Request) Bound(l Limits) (notes []string, err error) {
 	}
 	return notes, nil
 }
+
+// inYear: a duration in ms within 0 and a year (the longest test).
+func inYear(v int64) bool { return v >= 0 && v <= int64(365*24*time.Hour/time.Millisecond) }
 
 func ms(v int64) time.Duration { return time.Duration(v) * time.Millisecond }
 

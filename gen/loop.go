@@ -41,8 +41,10 @@ func (st *stream) run() error {
 				n = int(min(uint64(n), uint64(st.limit)-seq))
 			}
 		}
-		if st.pace != nil && !st.pace.Wait(1, &st.s.stop) {
-			break
+		if st.pace != nil {
+			if n = st.pace.Take(n, &st.s.stop); n == 0 {
+				break
+			}
 		}
 		// The send time, read once per send call (a batch shares it: it goes in one call):
 		// the receiver's one-way latency starts here (sink/latency.go). The read costs
@@ -111,6 +113,7 @@ func (st *stream) run() error {
 		}
 		seq += uint64(n)
 	}
+	st.endNS = time.Now().UnixNano()
 	if st.zc != nil {
 		st.zcFinish()
 	}
@@ -219,8 +222,13 @@ func (st *stream) runBatch() error {
 		if st.limit >= 0 {
 			k = int(min(uint64(k), uint64(st.limit)-seq))
 		}
-		if st.pace != nil && !st.pace.Wait(k, &st.s.stop) {
-			break
+		if !spec.HotBuffer {
+			k = min(k, st.ring.Left()) // a burst may leave the ring mid-batch: gso needs one span
+		}
+		if st.pace != nil {
+			if k = st.pace.Take(k, &st.s.stop); k == 0 {
+				break
+			}
 		}
 		now := time.Now().UnixNano()
 		var first int64
@@ -256,6 +264,7 @@ func (st *stream) runBatch() error {
 		st.c.Messages.Add(uint64(k))
 		seq += uint64(k)
 	}
+	st.endNS = time.Now().UnixNano()
 	return nil
 }
 

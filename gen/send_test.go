@@ -6,7 +6,9 @@ import (
 	"io"
 	"net"
 	"runtime"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/splicegen/splicegen/gen"
 	"github.com/splicegen/splicegen/proto"
@@ -152,7 +154,12 @@ func BenchmarkSend(b *testing.B) {
 
 // The datagram modes allocate nothing per datagram either.
 func TestUDPSendLoopDoesNotAllocate(t *testing.T) {
-	for _, mode := range []string{gen.ModeSplice, gen.ModeWrite, gen.ModeMmsg, gen.ModeGSO} {
+	pat := gen.Pattern{Burst: 32, On: 20 * time.Millisecond, Off: 5 * time.Millisecond, Ramp: 10 * time.Millisecond}
+	for _, mode := range []string{gen.ModeSplice, gen.ModeWrite, gen.ModeMmsg, gen.ModeGSO, "paced " + gen.ModeSplice, "paced " + gen.ModeMmsg} {
+		spec := gen.Spec{Mode: mode, Size: 512, Streams: 1, Verify: true}
+		if m, ok := strings.CutPrefix(mode, "paced "); ok { // the pacer with every pattern
+			spec.Mode, spec.PPS, spec.Pattern = m, 2e6, pat
+		}
 		mallocs := func(n int64) uint64 {
 			ln, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 			if err != nil {
@@ -164,7 +171,8 @@ func TestUDPSendLoopDoesNotAllocate(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer c.Close()
-			s, err := gen.NewSender(gen.Spec{Mode: mode, Size: 512, Count: n, Streams: 1, Verify: true}, gen.Conns(c))
+			spec.Count = n
+			s, err := gen.NewSender(spec, gen.Conns(c))
 			if err != nil {
 				t.Fatal(err)
 			}

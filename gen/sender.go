@@ -64,7 +64,10 @@ type SendStats struct {
 	Proof    string        `json:"proof"`
 	Stalled  bool          `json:"stalled,omitempty"` // no progress for --stall-timeout
 	Warnings []string      `json:"warnings,omitempty"`
-	Real     time.Duration `json:"-"`
+	// RateShortfallPct: paced runs, how far below the asked rate the messages sent fell
+	// over the time they were meant to take (ramp and off periods counted); 0 at or above.
+	RateShortfallPct *float64      `json:"-"` // report.Sender carries it
+	Real             time.Duration `json:"-"`
 }
 
 // Totals sums the streams.
@@ -229,6 +232,7 @@ func (s *Sender) Run(ctx context.Context) (*SendStats, error) {
 	}
 	wg.Wait()
 	s.stats.Real = time.Since(start)
+	s.stats.RateShortfallPct = s.shortfall(time.Now().UnixNano())
 	for _, st := range s.streams {
 		if st.flows != nil {
 			st.rc = st.flows[0] // end datagrams go on the stream's first socket
@@ -254,6 +258,28 @@ func (s *Sender) Run(ctx context.Context) (*SendStats, error) {
 		}
 	}
 	return &s.stats, errors.Join(errs...)
+}
+
+// shortfall is how far (percent) the streams fell below the messages their paces were
+// due (nil: not paced), each over its own sending time (end: for a stream without one).
+func (s *Sender) shortfall(end int64) *float64 {
+	var due, sent float64
+	for _, st := range s.streams {
+		if st.pace == nil || !st.pace.Paced() {
+			return nil
+		}
+		e := st.endNS
+		if e == 0 {
+			e = end
+		}
+		due += st.pace.Due(st.pace.Elapsed(e))
+		sent += float64(st.c.Messages.Load())
+	}
+	if due <= 0 {
+		return nil
+	}
+	pct := max(0, (1-sent/due)*100)
+	return &pct
 }
 
 // DefaultStallTimeout is --stall-timeout's default, like the receiver's --idle.

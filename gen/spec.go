@@ -43,6 +43,8 @@ type Spec struct {
 	// messages/s, over all streams (each stream paces its share). 0: as fast as possible.
 	Rate float64
 	PPS  float64
+	// Pattern: bursts, on/off cycles, a ramp (per stream; Burst and Ramp need a pace).
+	Pattern
 	// Batch: datagrams per sendmmsg (mmsg) or segments per super-buffer (gso); 0: default.
 	Batch int
 	// Flows: datagram streams only: each stream's datagrams go round-robin over this many
@@ -125,6 +127,9 @@ func (s *Spec) Validate() error {
 	if s.Rate < 0 || s.PPS < 0 || (s.Rate > 0 && s.PPS > 0) {
 		return proto.Usagef("give at most one of --rate, --pps, positive")
 	}
+	if err := s.validatePattern(); err != nil {
+		return err
+	}
 	if s.Batch < 0 || s.Batch > 1024 {
 		return proto.Usagef("--batch %d out of range 1..1024", s.Batch)
 	}
@@ -142,6 +147,33 @@ func (s *Spec) Validate() error {
 	}
 	if s.IO != "" && s.IO != "poll" && s.IO != "block" {
 		return proto.Usagef("--io %q: want poll or block", s.IO)
+	}
+	return nil
+}
+
+// MaxPatternTime bounds --on, --off and --ramp (as a server bounds a test's time).
+const MaxPatternTime = 365 * 24 * time.Hour
+
+// validatePattern checks --burst, --on/--off and --ramp.
+func (s *Spec) validatePattern() error {
+	paced := s.Rate > 0 || s.PPS > 0
+	switch {
+	case s.Burst < 0 || s.Burst > 1<<20:
+		return proto.Usagef("--burst %d out of range 1..%d", s.Burst, 1<<20)
+	case s.Burst > 0 && !paced:
+		return proto.Usagef("--burst needs a pace (--rate or --pps): a burst goes out per pacing tick")
+	case s.On < 0 || s.Off < 0 || s.Ramp < 0:
+		return proto.Usagef("negative --on, --off or --ramp")
+	case (s.On > 0) != (s.Off > 0):
+		return proto.Usagef("--on and --off go together (on %v, off %v)", s.On, s.Off)
+	case s.On > 0 && (s.On < time.Millisecond || s.Off < time.Millisecond):
+		return proto.Usagef("--on %v --off %v: want at least 1ms each", s.On, s.Off)
+	case s.On > MaxPatternTime || s.Off > MaxPatternTime || s.Ramp > MaxPatternTime:
+		return proto.Usagef("--on, --off or --ramp over %v", MaxPatternTime)
+	case s.Ramp > 0 && !paced:
+		return proto.Usagef("--ramp needs a pace (--rate or --pps) to climb to")
+	case s.Ramp > 0 && s.Duration > 0 && s.Ramp > s.Duration:
+		return proto.Usagef("--ramp %v is longer than --time %v: the rate would never be reached", s.Ramp, s.Duration)
 	}
 	return nil
 }

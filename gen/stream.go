@@ -74,7 +74,8 @@ type stream struct {
 	vmCalls, vmBytes, spCalls, wrCalls, sfCalls, waits uint64
 	nettestCRC                                         uint64 // CRC of the constant payload (no --verify)
 	u                                                  *dgram // datagram sockets (send_udp.go), nil otherwise
-	pace                                               *Pacer // --rate/--pps, nil otherwise
+	pace                                               *Pacer // --rate/--pps or --on/--off, nil otherwise
+	endNS                                              int64  // when the send loop ended (0: on an error)
 }
 
 func newStream(s *Sender, id uint32, c proto.Conn) (*stream, error) {
@@ -103,8 +104,8 @@ func (st *stream) setup() error {
 	} else if err := st.setupStream(); err != nil {
 		return err
 	}
-	if r := spec.perStream(); r > 0 {
-		st.pace = NewPacer(r, batch)
+	if r := spec.perStream(); r > 0 || spec.On > 0 {
+		st.pace = NewPacer(r, batch, spec.Pattern)
 	}
 	if spec.IO == "block" {
 		return st.openBlocking()

@@ -107,7 +107,9 @@ type Sender struct {
 	// proven (or why it could not be).
 	Verdict int    `json:"receiver_verdict"`
 	Proof   string `json:"proof,omitempty"`
-	Detail  any    `json:"detail,omitempty"`
+	// Paced runs: percent below the asked rate over the time meant for sending (0: none).
+	RateShortfallPct *float64 `json:"rate_shortfall_pct,omitempty"`
+	Detail           any      `json:"detail,omitempty"`
 
 	Paced bool      `json:"paced,omitempty"` // --rate or --pps
 	Wire  *SendWire `json:"wire,omitempty"`  // absent when the route or counters could not be read

@@ -11,7 +11,7 @@ step() { printf '\n== %s (%s)\n' "$*" "$(date +%T)"; }
 # with apt-get, otherwise named at once with the variable that skips the part.
 #   SPLICEGEN_SKIP_VM=1       the SCTP suite in a qemu VM (qemu-system-x86 busybox-static cpio xz-utils)
 #   SPLICEGEN_SKIP_BROWSER=1  the HTML report in headless Chromium (chromium fonts-dejavu-core)
-#   SPLICEGEN_SKIP_NETNS=1    the two-host tests in network namespaces (root, iproute2, tcpdump)
+#   SPLICEGEN_SKIP_NETNS=1    the two-host and lab capture tests in network namespaces (root, iproute2, tcpdump)
 need=()
 [ "${SPLICEGEN_SKIP_VM:-}" = 1 ] || for c in qemu-system-x86_64:qemu-system-x86 busybox:busybox-static cpio:cpio xz:xz-utils; do
   command -v "${c%%:*}" >/dev/null || need+=("${c#*:}")

@@ -1,101 +1,32 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os/exec"
-	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 )
 
-// The lab flags, proved by what a capture on the router sees (scripts/lab.sh, tcpdump).
+// The lab flags, proved by what a capture on the router sees (scripts/lab.sh, tcpdump;
+// capture is in lab_test.go).
 
-// pkt is one captured IPv4 packet (tcpdump -v text).
-type pkt struct {
-	at                 float64 // seconds
-	tos, ttl, length   int
-	df, frag           bool
-	src, dst           string
-	sport, dport, plen int // plen: the UDP payload length (0 for TCP)
-	proto              string
+// ipv4 is what the tests check of a captured IPv4 header.
+type ipv4 struct {
+	tos, ttl int
+	df, frag bool
+	src      string
 }
 
-var (
-	pktHead = regexp.MustCompile(`^(\d+\.\d+) IP \(tos (0x[0-9a-f]+)(?:,[^,]*)?, ttl (\d+), id \d+, offset (\d+), flags \[([^\]]*)\], proto (\w+) \(\d+\), length (\d+)`)
-	pktAddr = regexp.MustCompile(`^\s+(\d+\.\d+\.\d+\.\d+)\.(\d+) > (\d+\.\d+\.\d+\.\d+)\.(\d+): (?:UDP, length (\d+))?`)
-)
-
-// capture runs tcpdump in namespace ns on dev with a filter, runs fn once it listens,
-// and returns the first count packets (fewer if fn's traffic ends; it waits 2 s after).
-func capture(t *testing.T, ns, dev, filter string, count int, fn func()) []pkt {
-	t.Helper()
-	if _, err := exec.LookPath("tcpdump"); err != nil {
-		t.Fatalf("capture tests need tcpdump (scripts/test.sh installs it): %v", err)
-	}
-	cmd := exec.Command("ip", "netns", "exec", ns, "tcpdump", "-i", dev, "-n", "-v", "-l", "-tt",
-		"--time-stamp-precision=nano", "-c", strconv.Itoa(count), "-s", "128", filter)
-	var out bytes.Buffer
-	cmd.Stdout = &out
-	errp, _ := cmd.StderrPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	ready := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(errp)
-		for sc.Scan() {
-			if strings.Contains(sc.Text(), "listening on") {
-				close(ready)
-				break
-			}
-		}
-		for sc.Scan() {
-		}
-	}()
-	select {
-	case <-ready:
-	case <-time.After(10 * time.Second):
-		cmd.Process.Kill()
-		cmd.Wait()
-		t.Fatal("tcpdump did not start")
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	fn()
-	select {
-	case <-done:
-	case <-time.After(2 * time.Second):
-		cmd.Process.Kill()
-		<-done
-	}
-	var ps []pkt
-	lines := strings.Split(out.String(), "\n")
-	for i := 0; i+1 < len(lines); i++ {
-		h := pktHead.FindStringSubmatch(lines[i])
-		if h == nil {
-			continue
-		}
-		p := pkt{proto: h[6]}
-		p.at, _ = strconv.ParseFloat(h[1], 64)
-		tos, _ := strconv.ParseUint(h[2], 0, 8)
-		p.tos = int(tos)
-		p.ttl, _ = strconv.Atoi(h[3])
-		p.df, p.frag = strings.Contains(h[5], "DF"), h[4] != "0" || strings.Contains(h[5], "+")
-		p.length, _ = strconv.Atoi(h[7])
-		if a := pktAddr.FindStringSubmatch(lines[i+1]); a != nil {
-			p.src, p.dst = a[1], a[3]
-			p.sport, _ = strconv.Atoi(a[2])
-			p.dport, _ = strconv.Atoi(a[4])
-			p.plen, _ = strconv.Atoi(a[5])
-		}
-		ps = append(ps, p)
-	}
-	return ps
+func v4(p packet) ipv4 {
+	h := p.IP
+	flags := binary.BigEndian.Uint16(h[6:])
+	return ipv4{tos: int(h[1]), ttl: int(h[8]), df: flags&0x4000 != 0, frag: flags&0x2000 != 0 || flags&0x1fff != 0,
+		src: net.IP(h[12:16]).String()}
 }
 
 // sh runs a shell command (lab plumbing), failing the test on error.
@@ -139,10 +70,10 @@ func recvIn(t *testing.T, ns string, args ...string) (wait func() map[string]any
 // and --cport; then --bind, --bind-dev and --mark choosing a second path.
 func TestLabFlags(t *testing.T) {
 	lab := labUp(t)
-	router, r1 := lab.name+"-router", lab.name+"-r1"
+	router, r1 := lab.router(), lab.routerIf("server")
 	wait := recvIn(t, lab.server, "-p", "udp", lab.serverIP+":5600")
 	var snd result
-	ps := capture(t, router, r1, "udp and dst port 5600", 3000, func() {
+	ps := capture(t, router, r1, "udp and dst port 5600", func() {
 		snd = runCLI(t, lab.client, nil, time.Minute, "send", "-p", "udp", "--size", "imix", "--pps", "20k", "-t", "10s",
 			"--tos", "0xb8", "--ttl", "7", "--df", "--flows", "16", "--cport", "42000", "--bind", lab.clientIP,
 			"--bind-dev", lab.name+"-c0", "-i", "0", lab.serverIP+":5600")
@@ -156,10 +87,10 @@ func TestLabFlags(t *testing.T) {
 	}
 	ports := map[int]int{}
 	for _, p := range ps {
-		if p.tos>>2 != 46 || p.ttl != 6 || !p.df || p.frag || p.src != lab.clientIP {
-			t.Fatalf("packet %+v: want DSCP 46, TTL 6 after the router, DF, from %s", p, lab.clientIP)
+		if h := v4(p); h.tos>>2 != 46 || h.ttl != 6 || !h.df || h.frag || h.src != lab.clientIP {
+			t.Fatalf("packet %+v: want DSCP 46, TTL 6 after the router, DF, from %s", h, lab.clientIP)
 		}
-		ports[p.sport]++
+		ports[int(p.SrcPort)]++
 	}
 	if len(ports) != 16 {
 		t.Errorf("%d source ports, want 16: %v", len(ports), ports)
@@ -192,17 +123,17 @@ func TestLabFlags(t *testing.T) {
 
 	// TCP: the TOS on every packet, streams on consecutive source ports.
 	wait = recvIn(t, lab.server, "-p", "tcp", lab.serverIP+":5602")
-	ps = capture(t, router, r1, "tcp and dst port 5602", 200, func() {
+	ps = capture(t, router, r1, "tcp and dst port 5602", func() {
 		snd = runCLI(t, lab.client, nil, time.Minute, "send", "-p", "tcp", "-P", "2", "-n", "200", "--tos", "0x28",
 			"--cport", "43000", "-i", "0", lab.serverIP+":5602")
 	})
 	wait()
 	ports = map[int]int{}
 	for _, p := range ps {
-		if p.tos != 0x28 {
-			t.Fatalf("tcp packet %+v: want TOS 0x28", p)
+		if h := v4(p); h.tos != 0x28 {
+			t.Fatalf("tcp packet %+v: want TOS 0x28", h)
 		}
-		ports[p.sport]++
+		ports[int(p.SrcPort)]++
 	}
 	if len(ports) != 2 || ports[43000] == 0 || ports[43001] == 0 || snd.code != 0 {
 		t.Errorf("tcp source ports %v (send exit %d: %s)", ports, snd.code, snd.stderr)
@@ -242,7 +173,7 @@ ip -n %[1]s-client rule add fwmark 7 table 7`, n))
 	} {
 		wait := recvIn(t, lab.server, "-p", "udp", lab.serverIP+":5603")
 		var snd result
-		ps := capture(t, n+"-router", c.dev, "udp and dst port 5603", 50, func() {
+		ps := capture(t, n+"-router", c.dev, "udp and dst port 5603", func() {
 			snd = runCLI(t, lab.client, nil, time.Minute, append([]string{"send", "-p", "udp", "-s", "200", "--pps", "1000",
 				"-n", "100", "-i", "0", lab.serverIP + ":5603"}, c.flags...)...)
 		})
@@ -251,8 +182,8 @@ ip -n %[1]s-client rule add fwmark 7 table 7`, n))
 			t.Fatalf("%v: send exit %d, %d packets on %s: %s", c.flags, snd.code, len(ps), c.dev, snd.stderr)
 		}
 		for _, p := range ps {
-			if p.src != c.src {
-				t.Fatalf("%v: packet from %s on %s, want %s", c.flags, p.src, c.dev, c.src)
+			if h := v4(p); h.src != c.src {
+				t.Fatalf("%v: packet from %s on %s, want %s", c.flags, h.src, c.dev, c.src)
 			}
 		}
 	}

@@ -152,7 +152,7 @@ func requestOf(j *sendJob, dir, sink, serverCPU string) (control.Request, error)
 	r := control.Request{Direction: dir, Proto: j.c.proto, Mode: s.Mode, HotBuffer: s.HotBuffer, Size: s.Size,
 		Count: s.Count, Bytes: s.Bytes, Rate: s.Rate, PPS: s.PPS, Streams: s.Streams, Verify: s.Verify,
 		SndBuf: j.opts.SndBuf, RcvBuf: j.opts.RcvBuf, NoDelay: j.opts.NoDelay, PPID: j.opts.PPID, Batch: s.Batch,
-		Sink: sink, ServerCPU: serverCPU}
+		Sink: sink, ServerCPU: serverCPU, Burst: s.Burst, OnMS: wholeMS(s.On), OffMS: wholeMS(s.Off), RampMS: wholeMS(s.Ramp)}
 	pa := j.opts.Path
 	r.Mix = mixOf(s)
 	r.TOS, r.TTL, r.DF, r.Mark, r.CPort, r.Flows, r.FQRate = pa.TOS, pa.TTL, pa.DF, pa.Mark, pa.Port, s.Flows, float64(pa.FQRate*8)
@@ -174,6 +174,14 @@ func requestOf(j *sendJob, dir, sink, serverCPU string) (control.Request, error)
 		return r, usageErr{err.Error()}
 	}
 	return r, nil
+}
+
+// wholeMS is d in ms for a request, at least 1 when d > 0 (0: not set).
+func wholeMS(d time.Duration) int64 {
+	if d <= 0 {
+		return 0
+	}
+	return max(1, d.Round(time.Millisecond).Milliseconds())
 }
 
 func cmdRun(args []string, stdout, stderr io.Writer) (int, error) {

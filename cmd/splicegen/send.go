@@ -54,6 +54,10 @@ func parseSendAs(cmd string, args []string, stdout io.Writer, extra func(*pflag.
 	c.fs.BoolVar(&spec.HotBuffer, "hot-buffer", false, "write mode: send every message from one cache-hot buffer instead of the page ring")
 	c.fs.StringVarP(&rateS, "rate", "b", "", "pace to this many bits/s over all streams, e.g. 500M, 1Gbit, 2.5G")
 	c.fs.StringVar(&ppsS, "pps", "", "pace to this many messages/s over all streams, e.g. 100k")
+	c.fs.IntVar(&spec.Burst, "burst", 0, "with --rate/--pps: send N messages back to back per pacing tick, a tick every N intervals (per stream)")
+	c.fs.DurationVar(&spec.On, "on", 0, "on/off cycles: send for this long, then nothing for --off, repeating (with or without a pace)")
+	c.fs.DurationVar(&spec.Off, "off", 0, "on/off cycles: the pause after each --on period")
+	c.fs.DurationVar(&spec.Ramp, "ramp", 0, "with --rate/--pps: climb linearly from ~0 to the rate over this long, then hold (at most --time)")
 	c.fs.IntVar(&spec.Batch, "batch", 0, "datagrams per sendmmsg (mmsg, default 64) or segments per super-buffer (gso, default min(128, 65507/size))")
 	c.fs.DurationVar(&spec.StallTimeout, "stall-timeout", gen.DefaultStallTimeout, "end the test as \"peer stalled\" (exit 1) when the socket stays full this long; also bounds the wait for the receiver's verdict")
 	c.fs.StringVar(&io_, "io", "poll", "data-path I/O: poll (netpoller) or block (blocking fd on a locked thread)")
@@ -127,6 +131,16 @@ func parseSendAs(cmd string, args []string, stdout io.Writer, extra func(*pflag.
 		return nil, false, usagef("--stall-timeout %v: want a positive duration", spec.StallTimeout)
 	case rateS != "" && ppsS != "":
 		return nil, false, usagef("give one of --rate, --pps")
+	case c.fs.Changed("burst") && spec.Burst < 1:
+		return nil, false, usagef("--burst %d: want at least 1", spec.Burst)
+	}
+	for _, f := range []struct {
+		name string
+		d    time.Duration
+	}{{"on", spec.On}, {"off", spec.Off}, {"ramp", spec.Ramp}} {
+		if c.fs.Changed(f.name) && f.d <= 0 {
+			return nil, false, usagef("--%s %v: want a positive duration", f.name, f.d)
+		}
 	}
 	if spec.Count == 0 && spec.Bytes == 0 && spec.Duration == 0 {
 		spec.Duration = 10 * time.Second
@@ -244,6 +258,10 @@ func cmdSend(args []string, stdout, stderr io.Writer) (int, error) {
 	}
 	if v := st.Receiver; v != nil {
 		snd.Verdict = int(v.Code)
+	}
+	if snd.RateShortfallPct = st.RateShortfallPct; snd.RateShortfallPct != nil && *snd.RateShortfallPct > 1 {
+		fmt.Fprintf(stderr, "splicegen send: warning: sent %.1f%% below the asked rate (over the time meant for sending); the sender could not keep up: pin it with --cpu, or lower the rate\n",
+			*snd.RateShortfallPct)
 	}
 	snd.Proof = st.Proof
 	c.emit(stdout, r, runErr)
