@@ -28,6 +28,9 @@ type Server struct {
 	// Check runs a side's flags through send's or recv's own parser (args[0] is the
 	// command): the request is bounded by the same rules as the command line.
 	Check func(args []string) error
+	// Observe, if set, sees every interval record of the server's own sides and, final,
+	// each side's result (--metrics).
+	Observe func(req *Request, sd *Side, line json.RawMessage, final bool)
 
 	once       sync.Once
 	slots      chan struct{} // running tests (--max-tests)
@@ -280,6 +283,9 @@ func (s *Server) test(ctx context.Context, c *Conn, req *Request, notes []string
 	var sides []*Side
 	start := func(p plan) error {
 		sd, err := StartSide(tctx, s.Exe, p.dir, p.role, p.args, p.file, func(sd *Side, line json.RawMessage) {
+			if s.Observe != nil {
+				s.Observe(req, sd, line, false)
+			}
 			send(TInterval, Record{Direction: sd.Direction, Role: sd.Role, Line: line})
 		})
 		if err != nil {
@@ -359,6 +365,9 @@ func (s *Server) test(ctx context.Context, c *Conn, req *Request, notes []string
 	var verdicts []string
 	for _, sd := range sides {
 		res, err := sd.Wait()
+		if s.Observe != nil && err == nil {
+			s.Observe(req, sd, res, true)
+		}
 		if err != nil {
 			send(TError, Error{Code: ErrCodeTest, Message: "server " + err.Error()})
 			verdicts = append(verdicts, err.Error())

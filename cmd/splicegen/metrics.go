@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"net"
 	"net/http"
@@ -11,7 +12,9 @@ import (
 	"github.com/HdrHistogram/hdrhistogram-go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/splicegen/splicegen/control"
 	"github.com/splicegen/splicegen/gen"
+	"github.com/splicegen/splicegen/report"
 	"github.com/splicegen/splicegen/sink"
 )
 
@@ -138,7 +141,7 @@ func latencyMetric(h *hdrhistogram.Histogram, labels ...string) prometheus.Metri
 
 // serveMetrics serves /metrics on addr until the process ends. Bounded: a scraper gets
 // 5 s for its request headers and 10 s for the response.
-func serveMetrics(addr string, m *metrics) error {
+func serveMetrics(addr string, m prometheus.Collector) error {
 	if _, _, err := net.SplitHostPort(addr); err != nil {
 		return usagef("--metrics %q: want [HOST]:PORT", addr)
 	}
@@ -157,4 +160,87 @@ func serveMetrics(addr string, m *metrics) error {
 		}
 	}()
 	return nil
+}
+
+// serverMetrics sums the figures of a server's own sides from their children's
+// --json-stream lines: interval records while a test runs, its result at the end (the
+// part after the last interval is added then). Senders are labelled stream="all".
+type serverMetrics struct {
+	mu   sync.Mutex
+	sum  map[[3]string]*[3]uint64     // {role, proto, mode}: bytes, messages, lost
+	seen map[*control.Side]*[3]uint64 // a running side's figures so far
+}
+
+func (m *serverMetrics) observe(req *control.Request, sd *control.Side, line json.RawMessage, final bool) {
+	var got [3]uint64
+	if final {
+		var r report.Run
+		if json.Unmarshal(line, &r) != nil {
+			return
+		}
+		switch {
+		case r.Sender != nil:
+			got = [3]uint64{r.Sender.Bytes, r.Sender.Messages, 0}
+		case r.Receiver != nil:
+			got = [3]uint64{r.Receiver.Bytes, r.Receiver.Messages, r.Receiver.Lost}
+		}
+	} else {
+		var iv report.Interval
+		if json.Unmarshal(line, &iv) != nil || iv.Type != "interval" {
+			return
+		}
+		got = [3]uint64{iv.Bytes, iv.Messages, iv.Lost}
+	}
+	mode := req.Mode
+	if sd.Role == "receiver" {
+		if mode = req.Sink; mode == "" {
+			mode = "default"
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.sum == nil {
+		m.sum, m.seen = map[[3]string]*[3]uint64{}, map[*control.Side]*[3]uint64{}
+	}
+	k := [3]string{sd.Role, req.Proto, mode}
+	v, seen := m.sum[k], m.seen[sd]
+	if v == nil {
+		v = new([3]uint64)
+		m.sum[k] = v
+	}
+	if seen == nil {
+		seen = new([3]uint64)
+		m.seen[sd] = seen
+	}
+	for i := range got {
+		if final { // the result's totals: add what the intervals did not carry
+			got[i] -= min(got[i], seen[i])
+		}
+		v[i] += got[i]
+		seen[i] += got[i]
+	}
+	if final {
+		delete(m.seen, sd)
+	}
+}
+
+func (m *serverMetrics) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{mSentBytes, mSentMsgs, mRecvBytes, mRecvMsgs, mLost} {
+		ch <- d
+	}
+}
+
+func (m *serverMetrics) Collect(ch chan<- prometheus.Metric) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for k, v := range m.sum {
+		if k[0] == "sender" {
+			ch <- prometheus.MustNewConstMetric(mSentBytes, prometheus.CounterValue, float64(v[0]), k[1], k[2], "all")
+			ch <- prometheus.MustNewConstMetric(mSentMsgs, prometheus.CounterValue, float64(v[1]), k[1], k[2], "all")
+			continue
+		}
+		ch <- prometheus.MustNewConstMetric(mRecvBytes, prometheus.CounterValue, float64(v[0]), k[1], k[2])
+		ch <- prometheus.MustNewConstMetric(mRecvMsgs, prometheus.CounterValue, float64(v[1]), k[1], k[2])
+		ch <- prometheus.MustNewConstMetric(mLost, prometheus.CounterValue, float64(v[2]), k[1], k[2])
+	}
 }

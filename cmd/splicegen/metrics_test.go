@@ -110,3 +110,28 @@ func TestMetricsPrometheus(t *testing.T) {
 	}
 	t.Logf("prometheus at 18 s: sent %.4g bit/s, received %v bit/s, %d latency buckets", rate[0], recvRate, len(buckets))
 }
+
+// server --metrics: the bytes and messages of the server's sides, exact at each test's
+// end (its result completes the interval records).
+func TestMetricsServer(t *testing.T) {
+	mp := freePort(t)
+	s := startServer(t, "", "--listen", "127.0.0.1:0", "--no-auth", "--metrics", fmt.Sprintf("127.0.0.1:%d", mp))
+	r := runCLI(t, "", nil, time.Minute, "run", s.addr, "-p", "udp", "-s", "1000", "--pps", "20k", "-n", "30000", "--json")
+	f := clean(t, "run", r, true, "forward")
+	r = runCLI(t, "", nil, time.Minute, "run", s.addr, "-R", "-n", "300", "--json")
+	g := clean(t, "run -R", r, false, "reverse")
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", mp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	for _, want := range []string{
+		fmt.Sprintf(`splicegen_received_messages_total{mode="mmsg",proto="udp"} %d`, f.Runs[0].Receiver.Messages),
+		fmt.Sprintf(`splicegen_sent_messages_total{mode="splice",proto="tcp",stream="all"} %d`, g.Runs[0].Sender.Messages),
+	} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("server metrics lack %q:\n%s", want, b)
+		}
+	}
+}

@@ -31,6 +31,7 @@ func cmdServer(args []string, stdout, stderr io.Writer) (int, error) {
 	maxDur := fs.Duration("max-duration", time.Hour, "longest test: longer --time is cut, a count or byte test ends here")
 	maxRate := fs.String("max-rate", "", "fastest pace per direction, e.g. 1G (default none); a faster or unpaced request is paced to it")
 	maxStreams := fs.Int("max-streams", 64, "most streams per direction")
+	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics on [HOST]:PORT (/metrics): the bytes and messages of the server's sides, from their interval records")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			fmt.Fprintf(stdout, "usage: splicegen server [flags]\n\n%s", fs.FlagUsages())
@@ -92,6 +93,13 @@ func cmdServer(args []string, stdout, stderr io.Writer) (int, error) {
 	env := report.ReadEnv()
 	env.Splicegen = version()
 	srv := &control.Server{Token: token, Limits: l, Exe: exe, Env: env, Log: &syncWriter{w: stdout}, Check: checkSide}
+	if *metricsAddr != "" {
+		var m serverMetrics
+		if err := serveMetrics(*metricsAddr, &m); err != nil {
+			return exitFailed, err
+		}
+		srv.Observe = m.observe
+	}
 	ctx, cancel := signalContext()
 	defer cancel()
 	return exitOK, srv.Serve(ctx, ln)
