@@ -83,7 +83,8 @@ func median(v []float64) float64 {
 // medians and SCTP/TCP ratios (docs/kernel.md#sctp). Env: SPLICEGEN_SCTP_BYTES (64MiB),
 // SPLICEGEN_SCTP_REPEATS (3), SPLICEGEN_SCTP_SIZES (64KiB,1400), SPLICEGEN_SCTP_MODES
 // (splice,write), SPLICEGEN_SCTP_VARIANTS ("|"-separated extra SCTP sender flags, or
-// sys:FILE=VALUE written for that run only; "" is the defaults).
+// sys:FILE=VALUE written for that run only; "" is the defaults). SPLICEGEN_SCTP_COMPARE
+// (extra flags, may be empty) runs `splicegen compare -p tcp,sctp` instead.
 func TestSCTPSpeedExplore(t *testing.T) {
 	requireSCTP(t)
 	if os.Getenv("SPLICEGEN_SCTP_EXPLORE") != "1" {
@@ -95,6 +96,15 @@ func TestSCTPSpeedExplore(t *testing.T) {
 		t.Logf("%s = %s", f, strings.TrimSpace(string(b)))
 	}
 	vol := envOr("SPLICEGEN_SCTP_BYTES", "64MiB")
+	if extra, ok := os.LookupEnv("SPLICEGEN_SCTP_COMPARE"); ok {
+		// What a user runs: each side its own process (its own CPU time), pinned.
+		t.Setenv("SPLICEGEN_TEST_AS_CLI", "1")
+		args := append([]string{"compare", "-p", "tcp,sctp", "-m", envOr("SPLICEGEN_SCTP_MODES", "splice,write"),
+			"-s", envOr("SPLICEGEN_SCTP_SIZES", "64KiB,1400"), "--bytes", vol, "--repeat", envOr("SPLICEGEN_SCTP_REPEATS", "3")}, strings.Fields(extra)...)
+		r := runArgs(args...)
+		t.Logf("splicegen %s: exit %d\n%s\n%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+		return
+	}
 	reps, _ := strconv.Atoi(envOr("SPLICEGEN_SCTP_REPEATS", "3"))
 	sizes := strings.Split(envOr("SPLICEGEN_SCTP_SIZES", "64KiB,1400"), ",")
 	modes := strings.Split(envOr("SPLICEGEN_SCTP_MODES", "splice,write"), ",")
@@ -155,6 +165,18 @@ func TestSCTPSpeedExplore(t *testing.T) {
 					t.Logf("rep %d %-4s %-6s %-5s %-26q exit %d/%d %7.3f Gbit/s %6.0f ms cpu(proc) %5.0f ms threads %v ms  delaysack %d outdata %d outpkts %d  sctp msgs %v",
 						rep, k.proto, mode, size, k.variant, snd.code, rcv.code, v.Receiver.GbitS, v.Receiver.RealMs, v.Receiver.SysMs+v.Receiver.UsrMs, busiest(tb, ta),
 						d("SctpDelaySackExpireds"), d("SctpOutOrderChunks"), d("SctpOutSCTPPacks"), sz)
+					if rep == 0 && k.proto == "sctp" { // what the result says about buffers and SACKs
+						var sv struct {
+							Sender struct {
+								Detail struct {
+									Rule json.RawMessage `json:"ring_rule"`
+								}
+								Kernel map[string]uint64 `json:"kernel_counters"`
+							}
+						}
+						json.Unmarshal([]byte(snd.stdout), &sv)
+						t.Logf("  sender ring_rule %s kernel_counters %v", sv.Sender.Detail.Rule, sv.Sender.Kernel)
+					}
 					if snd.code != 0 || rcv.code != 0 {
 						t.Logf("  send stderr: %s\n  recv stderr: %s", snd.stderr, rcv.stderr)
 					}
