@@ -188,11 +188,15 @@ func (st *stream) setupStream() error {
 // third. Not with pacing (a batch would be a burst), SCTP stream rotation (a message
 // each), zerocopy, a hot buffer, or a ring override (--ring keeps its exact meaning).
 // Write and sendfile stay one call per message: the seed's baseline.
+// SCTP on one stream id batches too: a splice into SCTP is one SCTP message per pipe
+// page whatever the call (6.1: sock_no_sendpage, one sendmsg per page, net/core/sock.c),
+// and the receiver reassembles splicegen messages per stream id (sink/message.go).
 func (st *stream) batchable() bool {
 	spec := &st.s.spec
-	_, messages := st.conn.(proto.MessageReader) // SCTP: one splice call is one message
+	l, ok := st.conn.(proto.Laner)
+	rotates := ok && l.Lanes() > 1 // a stream id per message: one splice each
 	return spec.Mode == ModeSplice && spec.perStream() == 0 && !spec.HotBuffer && spec.Ring == 0 &&
-		!messages && spec.IO != "block" && len(spec.Mix) == 0
+		!rotates && spec.IO != "block" && len(spec.Mix) == 0
 }
 
 // ringSize applies the page-reuse rule (docs/kernel.md#page-reuse) to this socket's live

@@ -97,12 +97,15 @@ func (c *Conn) CloseWrite() error {
 }
 
 // Buffers: SCTP does not autotune its send buffer like TCP, but sctp_wmem bounds it;
-// a local peer may queue up to max(sctp_rmem[2], 2*rmem_max). splice into SCTP copies
+// a local peer may queue up to max(sctp_rmem[2], 2*rmem_max), or 2*DefaultBuf: a
+// splicegen receiver without --rcvbuf asks for DefaultBuf, which root gets past
+// rmem_max (SO_RCVBUFFORCE) and the kernel doubles (socket(7)). splice into SCTP copies
 // (no MSG_SPLICE_PAGES), so only the pipe holds our pages; the generic rule is kept
 // anyway until that is measured per kernel.
 func (c *Conn) Buffers() (proto.Buffers, error) {
 	b, err := proto.Autotuned(c, c.o, "net/sctp/sctp_wmem", "net/sctp/sctp_rmem", [3]int{4096, 16384, 4 << 20}, [3]int{4096, 131072, 6 << 20})
-	b.Why = "sctp: local peer may queue max(sctp_rmem[2], 2*rmem_max); the kernel copies spliced data"
+	b.PeerRcvBufMax = max(b.PeerRcvBufMax, 2*DefaultBuf)
+	b.Why = "sctp: local peer may queue max(sctp_rmem[2], 2*rmem_max, 2*4 MiB splicegen default); the kernel copies spliced data"
 	if c.note != "" {
 		b.Why = c.note + "; " + b.Why
 	}
