@@ -52,7 +52,7 @@ func TestNetemLatency(t *testing.T) {
 		send  []string
 	}{
 		{"udp", []string{"-s", "200", "--pps", "2k", "-n", "2000"}},
-		{"tcp", []string{"-s", "16k", "--pps", "500", "-n", "500", "--nodelay"}},
+		{"tcp", []string{"-s", "2k", "--pps", "200", "-n", "400", "--nodelay"}},
 	} {
 		_, rcv := pairProto(t, c.proto, []string{"--json"}, c.send)
 		var r latencyJSON
