@@ -12,12 +12,15 @@ import (
 // fail there rather than skip.
 
 // netem puts a netem qdisc on lo for the test (delay in µs, loss in %).
-func netem(t *testing.T, delayUs uint32, lossPct float32) {
+func netem(t *testing.T, delayUs uint32, lossPct float32) { netemRate(t, delayUs, lossPct, 0) }
+
+// netemRate is netem with a rate limit (bytes/s; 0: none).
+func netemRate(t *testing.T, delayUs uint32, lossPct float32, rate uint64) {
 	t.Helper()
 	lo, err := netlink.LinkByName("lo")
 	if err == nil {
 		q := netlink.NewNetem(netlink.QdiscAttrs{LinkIndex: lo.Attrs().Index, Handle: netlink.MakeHandle(1, 0),
-			Parent: netlink.HANDLE_ROOT}, netlink.NetemQdiscAttrs{Latency: delayUs, Loss: lossPct, Limit: 100000})
+			Parent: netlink.HANDLE_ROOT}, netlink.NetemQdiscAttrs{Latency: delayUs, Loss: lossPct, Limit: 100000, Rate64: rate})
 		if err = netlink.QdiscAdd(q); err == nil {
 			t.Cleanup(func() { netlink.QdiscDel(q) })
 			return
@@ -76,4 +79,32 @@ func TestNetemLoss(t *testing.T) {
 		t.Fatalf("netem loss 1%%: %d received, %d lost, loss_pct %.3f: %s", v.Messages, v.Lost, v.LossPct, rcv.stdout)
 	}
 	t.Logf("netem loss 1%%: %d received, %d lost, loss_pct %.3f", v.Messages, v.Lost, v.LossPct)
+}
+
+// A long path: 50 ms RTT (25 ms each way on lo) at 1 Gbit/s needs ~6 MiB in flight.
+// The page ring must not be what limits it: splice (ring) against write (no ring), with
+// the kernel's autotuned buffers and with 8 MiB ones.
+func TestNetemLongPath(t *testing.T) {
+	netemRate(t, 25000, 0, 125_000_000)
+	for _, bufs := range [][]string{nil, {"--sndbuf", "8M"}} {
+		g := map[string]float64{}
+		for _, mode := range []string{"splice", "write"} {
+			rargs := []string{"--json"}
+			if bufs != nil {
+				rargs = append(rargs, "--rcvbuf", "8M")
+			}
+			_, rcv := pairProto(t, "tcp", rargs, append([]string{"-m", mode, "-t", "5s"}, bufs...))
+			var r struct {
+				Receiver struct {
+					GbitS float64 `json:"gbit_s"`
+				}
+			}
+			mustJSON(t, rcv.stdout, &r)
+			g[mode] = r.Receiver.GbitS
+		}
+		t.Logf("50 ms RTT, 1 Gbit/s, buffers %v: splice %.3f Gbit/s, write %.3f Gbit/s", bufs, g["splice"], g["write"])
+		if g["splice"] < 0.8*g["write"] || g["splice"] <= 0 {
+			t.Errorf("buffers %v: splice %.3f Gbit/s below 0.8 x write's %.3f: the ring caps the path", bufs, g["splice"], g["write"])
+		}
+	}
 }
