@@ -86,15 +86,16 @@ func TestNetemRTT(t *testing.T) {
 		proto string
 		send  []string
 	}{
-		{"udp", []string{"-s", "200", "--pps", "10k", "-n", "20000"}},
-		{"tcp", []string{"-s", "4k", "--pps", "2k", "-n", "6000", "--nodelay"}},
+		{"udp", []string{"-s", "200", "--pps", "2k", "-n", "8000"}},
+		{"tcp", []string{"-s", "16k", "--pps", "500", "-n", "2000", "--nodelay"}},
 	} {
 		snd, rcv := pairProto(t, c.proto, []string{"--json"}, append([]string{"--json", "--rtt", "100"}, c.send...))
 		var r rttJSON
 		mustJSON(t, snd.stdout, &r)
 		l := r.Sender.RTT
 		if l == nil || l.Samples < int64(r.Sender.Messages/100)*9/10 || l.P50Us < 36000 || l.P50Us > 44000 {
-			t.Fatalf("%s: rtt %+v, want p50 40 ± 4 ms: %s %s", c.proto, l, snd.stdout, rcv.stdout)
+			t.Errorf("%s: rtt %+v, want p50 40 ± 4 ms: %s %s", c.proto, l, snd.stdout, rcv.stdout)
+			continue
 		}
 		t.Logf("%s with netem delay 20ms: rtt p50 %d µs, p99 %d µs over %d samples", c.proto, l.P50Us, l.P99Us, l.Samples)
 	}
