@@ -65,19 +65,6 @@ func TestNetemLatency(t *testing.T) {
 	}
 }
 
-// With netem loss 1%, the UDP receiver's loss_pct over 200k datagrams is 1 ± 0.3.
-func TestNetemLoss(t *testing.T) {
-	netem(t, 0, 1)
-	_, rcv := pairProto(t, "udp", []string{"--json"}, []string{"-s", "200", "-m", "mmsg", "--pps", "40k", "-n", "200000"})
-	var r latencyJSON
-	mustJSON(t, rcv.stdout, &r)
-	v := r.Receiver
-	if v.Messages+v.Lost < 199000 || v.LossPct < 0.7 || v.LossPct > 1.3 {
-		t.Fatalf("netem loss 1%%: %d received, %d lost, loss_pct %.3f: %s", v.Messages, v.Lost, v.LossPct, rcv.stdout)
-	}
-	t.Logf("netem loss 1%%: %d received, %d lost, loss_pct %.3f", v.Messages, v.Lost, v.LossPct)
-}
-
 // With netem delay 20ms on lo, a round trip crosses lo twice: --rtt 100's p50 is
 // 40 ± 4 ms for UDP and for TCP (--nodelay, paced: the message is not held for an ACK).
 func TestNetemRTT(t *testing.T) {
@@ -99,4 +86,17 @@ func TestNetemRTT(t *testing.T) {
 		}
 		t.Logf("%s with netem delay 20ms: rtt p50 %d µs, p99 %d µs over %d samples", c.proto, l.P50Us, l.P99Us, l.Samples)
 	}
+}
+
+// With netem loss 1%, the UDP receiver's loss_pct over 200k datagrams is 1 ± 0.3.
+func TestNetemLoss(t *testing.T) {
+	netem(t, 0, 1)
+	_, rcv := pairProto(t, "udp", []string{"--json"}, []string{"-s", "200", "-m", "mmsg", "--pps", "40k", "-n", "200000"})
+	var r latencyJSON
+	mustJSON(t, rcv.stdout, &r)
+	v := r.Receiver
+	if v.Messages+v.Lost < 199000 || v.LossPct < 0.7 || v.LossPct > 1.3 {
+		t.Fatalf("netem loss 1%%: %d received, %d lost, loss_pct %.3f: %s", v.Messages, v.Lost, v.LossPct, rcv.stdout)
+	}
+	t.Logf("netem loss 1%%: %d received, %d lost, loss_pct %.3f", v.Messages, v.Lost, v.LossPct)
 }
