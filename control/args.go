@@ -60,6 +60,9 @@ func SendArgs(r *Request, id uint64, cpu, addr string) []string {
 	if r.RampMS > 0 {
 		a = append(a, "--ramp", ms(r.RampMS).String())
 	}
+	if r.RTT > 0 {
+		a = append(a, "--rtt", strconv.Itoa(r.RTT))
+	}
 	return append(common(a, r, cpu), addr)
 }
 

@@ -187,6 +187,8 @@ func TestRequestBounds(t *testing.T) {
 		"huge burst":    func(r *Request) { r.Burst = 1 << 30 },
 		"negative on":   func(r *Request) { r.OnMS = -1 },
 		"long ramp":     func(r *Request) { r.RampMS = 400 * 24 * 3600 * 1000 },
+		"negative rtt":  func(r *Request) { r.RTT = -1 },
+		"huge rtt":      func(r *Request) { r.RTT = 1<<30 + 1 },
 	} {
 		r := ok
 		mut(&r)
@@ -195,11 +197,11 @@ func TestRequestBounds(t *testing.T) {
 		}
 	}
 	pat := ok
-	pat.Burst, pat.OnMS, pat.OffMS, pat.RampMS, pat.PPS = 32, 1000, 500, 2000, 1e4
+	pat.Burst, pat.OnMS, pat.OffMS, pat.RampMS, pat.PPS, pat.RTT = 32, 1000, 500, 2000, 1e4, 100
 	if err := pat.Check(); err != nil {
 		t.Fatal(err)
 	}
-	if a := strings.Join(SendArgs(&pat, 1, "", "h:1"), " "); !strings.Contains(a, "--burst 32 --on 1s --off 500ms --ramp 2s") {
+	if a := strings.Join(SendArgs(&pat, 1, "", "h:1"), " "); !strings.Contains(a, "--burst 32 --on 1s --off 500ms --ramp 2s --rtt 100") {
 		t.Fatalf("send args without the pattern: %s", a)
 	}
 	r := ok

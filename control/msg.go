@@ -80,6 +80,7 @@ type Request struct {
 	OnMS       int64   `json:"on_ms,omitempty"`
 	OffMS      int64   `json:"off_ms,omitempty"`
 	RampMS     int64   `json:"ramp_ms,omitempty"`
+	RTT        int     `json:"rtt,omitempty"` // send --rtt: every Nth message reflected
 	Sink       string  `json:"sink,omitempty"`
 	ServerCPU  string  `json:"server_cpu,omitempty"`
 	IntervalMS int64   `json:"interval_ms,omitempty"`
@@ -126,6 +127,8 @@ func (r *Request) Check() error {
 		return fmt.Errorf("data_port %d: a reverse test needs the client's port", r.DataPort)
 	case r.Burst < 0 || r.Burst > 1<<20 || !inYear(r.OnMS) || !inYear(r.OffMS) || !inYear(r.RampMS):
 		return fmt.Errorf("a burst, on, off or ramp out of range")
+	case r.RTT < 0 || r.RTT > 1<<30:
+		return fmt.Errorf("rtt %d out of range", r.RTT)
 	case r.IntervalMS != 0 && r.IntervalMS < 100:
 		return fmt.Errorf("interval %d ms: at least 100", r.IntervalMS)
 	case r.TOS < 0 || r.TOS > 255 || r.TTL < 0 || r.TTL > 255 || r.CPort < 0 || r.CPort > 65535 ||

@@ -115,12 +115,18 @@ func (st *stream) sendEnd() error {
 	return err
 }
 
-// readVerdict reads the receiver's verdict, waiting until deadline at most.
+// readVerdict reads the receiver's verdict, waiting until deadline at most. With --rtt
+// the stream's reader takes it, after the echoes (rtt.go).
 func (st *stream) readVerdict(deadline time.Time) (wire.Verdict, error) {
 	var v wire.Verdict
 	var b [wire.VerdictLen]byte
 	if err := st.conn.SetReadDeadline(deadline); err != nil {
 		return v, err
+	}
+	if len(st.rtt) > 0 {
+		r := st.rtt[0]
+		<-r.done
+		return r.v, r.verr
 	}
 	if _, err := io.ReadFull(st.conn, b[:]); err != nil {
 		return v, err

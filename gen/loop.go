@@ -166,6 +166,9 @@ func (st *stream) frame(seq uint64, now int64) {
 			wire.FillPattern(p, st.id, seq)
 			h.Flags, h.CRC = wire.FlagVerify, wire.CRC32C(p)
 		}
+		if spec.RTT > 0 && seq%uint64(spec.RTT) == 0 {
+			h.Flags |= wire.FlagRTT // the receiver reflects this header (rtt.go)
+		}
 		h.Put(st.msg)
 	case wire.FormatNettest:
 		crc := st.nettestCRC

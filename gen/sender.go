@@ -10,6 +10,7 @@ import (
 
 	"github.com/splicegen/splicegen/pages"
 	"github.com/splicegen/splicegen/proto"
+	"github.com/splicegen/splicegen/sink"
 	"github.com/splicegen/splicegen/wire"
 )
 
@@ -63,6 +64,7 @@ type SendStats struct {
 	Receiver *wire.Verdict `json:"receiver_verdict,omitempty"`
 	Proof    string        `json:"proof"`
 	Stalled  bool          `json:"stalled,omitempty"` // no progress for --stall-timeout
+	RTT      *sink.RTT     `json:"-"`                 // --rtt: report.Sender carries it
 	Warnings []string      `json:"warnings,omitempty"`
 	// RateShortfallPct: paced runs, how far below the asked rate the messages sent fell
 	// over the time they were meant to take (ramp and off periods counted); 0 at or above.
@@ -218,6 +220,7 @@ func (s *Sender) Run(ctx context.Context) (*SendStats, error) {
 		}
 	}()
 	go s.watchStall(done)
+	s.startRTT()
 	var wg sync.WaitGroup
 	errs := make([]error, len(s.streams))
 	for i, st := range s.streams {
@@ -245,6 +248,7 @@ func (s *Sender) Run(ctx context.Context) (*SendStats, error) {
 		s.stats.Buffers = b
 	}
 	errs = append(errs, s.end())
+	s.finishRTT()
 	if s.stalled.Load() {
 		s.stats.Stalled = true
 		errs = append(errs, fmt.Errorf("peer stalled: no progress for %v (--stall-timeout)", s.spec.StallTimeout))

@@ -52,6 +52,9 @@ type Spec struct {
 	Flows int
 	// TestID is carried by every native header (0: NewSender picks a random one).
 	TestID uint64
+	// RTT: the receiver reflects every RTT-th message's header (FlagRTT) and the sender
+	// times the round trip (rtt.go); 0: off.
+	RTT int
 	// StallTimeout ends the test as "peer stalled" when a stream waits for its socket
 	// this long (0: DefaultStallTimeout); it also bounds the wait for the verdict.
 	StallTimeout time.Duration
@@ -72,6 +75,9 @@ func (s *Spec) Check(t proto.Traits, addr string) error {
 	}
 	if err := t.Wire(s.Format, s.Verify); err != nil {
 		return err
+	}
+	if s.RTT > 0 && t.Kind == proto.KindMessage {
+		return proto.Usagef("--rtt is for tcp and udp: echoes over %s's sub-streams are not built", t.Name)
 	}
 	if s.Flows > 1 && t.Kind != proto.KindDatagram {
 		return proto.Usagef("--flows is for datagram protocols (udp): a %s stream is one connection; use --streams", t.Name)
@@ -118,6 +124,12 @@ func (s *Spec) Validate() error {
 	if s.Ring < 0 {
 		return proto.Usagef("negative --ring")
 	}
+	if s.RTT < 0 || s.RTT > MaxRTT {
+		return proto.Usagef("--rtt %d out of range 1..%d", s.RTT, MaxRTT)
+	}
+	if s.RTT > 0 && s.Format != wire.FormatNative {
+		return proto.Usagef("--rtt needs --format native: the receiver reflects the native header")
+	}
 	if s.HotBuffer && s.Mode != ModeWrite && s.Mode != ModeMmsg && s.Mode != ModeGSO {
 		return proto.Usagef("--hot-buffer is for the copying modes (write, mmsg, gso) only: %s hands pages to the kernel by reference", s.Mode)
 	}
@@ -150,6 +162,9 @@ func (s *Spec) Validate() error {
 	}
 	return nil
 }
+
+// MaxRTT bounds --rtt (every Nth message).
+const MaxRTT = 1 << 30
 
 // MaxPatternTime bounds --on, --off and --ramp (as a server bounds a test's time).
 const MaxPatternTime = 365 * 24 * time.Hour

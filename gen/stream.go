@@ -72,10 +72,11 @@ type stream struct {
 
 	c                                                  Counters
 	vmCalls, vmBytes, spCalls, wrCalls, sfCalls, waits uint64
-	nettestCRC                                         uint64 // CRC of the constant payload (no --verify)
-	u                                                  *dgram // datagram sockets (send_udp.go), nil otherwise
-	pace                                               *Pacer // --rate/--pps or --on/--off, nil otherwise
-	endNS                                              int64  // when the send loop ended (0: on an error)
+	nettestCRC                                         uint64       // CRC of the constant payload (no --verify)
+	u                                                  *dgram       // datagram sockets (send_udp.go), nil otherwise
+	pace                                               *Pacer       // --rate/--pps or --on/--off, nil otherwise
+	endNS                                              int64        // when the send loop ended (0: on an error)
+	rtt                                                []*rttReader // --rtt: one per socket (rtt.go)
 }
 
 func newStream(s *Sender, id uint32, c proto.Conn) (*stream, error) {

@@ -109,7 +109,9 @@ type Sender struct {
 	Proof   string `json:"proof,omitempty"`
 	// Paced runs: percent below the asked rate over the time meant for sending (0: none).
 	RateShortfallPct *float64 `json:"rate_shortfall_pct,omitempty"`
-	Detail           any      `json:"detail,omitempty"`
+	// RTT: --rtt's round trips, timed on the sender's clock alone.
+	RTT    *sink.RTT `json:"rtt,omitempty"`
+	Detail any       `json:"detail,omitempty"`
 
 	Paced bool      `json:"paced,omitempty"` // --rate or --pps
 	Wire  *SendWire `json:"wire,omitempty"`  // absent when the route or counters could not be read
@@ -254,6 +256,9 @@ func Text(w io.Writer, r *Run) {
 		if s.Proof != "" {
 			fmt.Fprintf(w, "          completeness: %s%s\n", s.Proof, verdictWord(s.Verdict))
 		}
+		if t := s.RTT; t != nil {
+			fmt.Fprintf(w, "          rtt: p50 %s, p99 %s over %d samples (%s)\n", us(t.P50Us), us(t.P99Us), t.Samples, everyNth(t.Every))
+		}
 		s.kernelLine(w)
 		if s.Wire != nil {
 			wireText(w, r, "tx", s.Wire.Ifname, s.Wire.TxPackets, s.Wire.TxBytes, s.Messages, s.Bytes)
@@ -363,4 +368,27 @@ func us(n int64) string {
 		return fmt.Sprintf("%.1fms", float64(n)/1e3)
 	}
 	return fmt.Sprintf("%dµs", n)
+}
+
+// everyNth says which messages: "every message", "every 2nd message", "every 100th message".
+func everyNth(n int) string {
+	if n == 1 {
+		return "every message"
+	}
+	return fmt.Sprintf("every %d%s message", n, ordinal(n))
+}
+
+// ordinal is n's English suffix: 1st, 2nd, 3rd, 4th, 11th, 100th.
+func ordinal(n int) string {
+	switch {
+	case n%100 >= 11 && n%100 <= 13:
+		return "th"
+	case n%10 == 1:
+		return "st"
+	case n%10 == 2:
+		return "nd"
+	case n%10 == 3:
+		return "rd"
+	}
+	return "th"
 }

@@ -84,7 +84,7 @@ else
     go test -count=1 -timeout 20m -exec "$PWD/scripts/vm/vm-exec" -run 'SCTP|Netem' -v ./cmd/splicegen \
     2>&1 | tee out/vm-sctp.log
   [ "${PIPESTATUS[0]}" = 0 ] || { echo "VM suite failed"; exit 1; }
-  for t in TestSCTPEndToEnd TestSCTPStreamRotation TestSCTPBadInput TestSCTPCompare TestSCTPStreamsWithoutMessages TestSCTPServer TestNetemLatency TestNetemLoss TestNetemLongPath; do
+  for t in TestSCTPEndToEnd TestSCTPStreamRotation TestSCTPBadInput TestSCTPCompare TestSCTPStreamsWithoutMessages TestSCTPServer TestNetemLatency TestNetemLoss TestNetemLongPath TestNetemRTT; do
     grep -q -- "^--- PASS: $t " out/vm-sctp.log || { echo "VM suite: $t did not pass"; exit 1; }
   done
   echo "VM suite: SCTP tests passed in the guest ($(grep -m1 -o 'guest kernel [^ ]*' out/vm-sctp.log || echo 'Debian 6.1'))"

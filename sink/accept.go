@@ -143,9 +143,10 @@ type first struct {
 }
 
 type result struct {
-	c   proto.Conn
-	st  StreamStats
-	err error
+	c    proto.Conn
+	st   StreamStats
+	echo *echoer
+	err  error
 }
 
 // Run drains the test's admitted connections until every expected stream has ended,
@@ -167,6 +168,7 @@ func (r *Receiver) Run(ctx context.Context, started func()) (*Stats, error) {
 		begin    time.Time
 		running  int
 		errs     []error
+		echoes   = map[proto.Conn]*echoer{}
 	)
 	closeAll := func() {
 		mu.Lock()
@@ -190,7 +192,7 @@ func (r *Receiver) Run(ctx context.Context, started func()) (*Stats, error) {
 		code, why := stats.Verdict(r.cfg, r.lossFails)
 		stats.Code, stats.Why = code, why
 		if r.cfg.Format == wire.FormatNative {
-			r.sendVerdict(open, test, stats)
+			r.sendVerdict(open, echoes, test, stats)
 		}
 		closeAll()
 		return stats, joinFew(errs)
@@ -253,12 +255,17 @@ func (r *Receiver) Run(ctx context.Context, started func()) (*Stats, error) {
 			mu.Unlock()
 			running++
 			go func() {
-				st, err := r.drain(f, test)
-				results <- result{f.c, st, err}
+				st, e, err := r.drain(f, test)
+				results <- result{f.c, st, e, err}
 			}()
 		case res := <-results:
 			running--
 			stats.Streams = append(stats.Streams, res.st)
+			if e := res.echo; e != nil {
+				echoes[res.c] = e
+				stats.Echoes += e.sent
+				stats.EchoDrops += e.dropped
+			}
 			if res.err != nil && !stopping {
 				errs = append(errs, fmt.Errorf("stream %d: %w", res.st.Stream, res.err))
 			}
@@ -361,14 +368,18 @@ func (r *acceptor) admit(c proto.Conn) first {
 }
 
 // drain receives one admitted connection to EOF (the connection stays open for the
-// verdict).
-func (r *Receiver) drain(f first, test uint64) (StreamStats, error) {
+// verdict); a native byte stream's echoer comes back with its figures.
+func (r *Receiver) drain(f first, test uint64) (StreamStats, *echoer, error) {
 	if mr, ok := f.c.(proto.MessageReader); ok {
-		return r.drainMessages(mr, f, test)
+		st, err := r.drainMessages(mr, f, test)
+		return st, nil, err
 	}
 	ck := newChecker(r.cfg.Format, r.cfg.Verify, r.cfg.Size, test, false)
 	ck.lat = r.latency(f.c)
 	defer r.lat.add(ck.lat)
+	if rc, err := f.c.SyscallConn(); err == nil && r.cfg.Format == wire.FormatNative {
+		ck.echo = newEchoer(rc)
+	}
 	var err error
 	if r.cfg.Sink == SinkSplice {
 		err = r.drainSplice(f, ck)
@@ -381,12 +392,13 @@ func (r *Receiver) drain(f first, test uint64) (StreamStats, error) {
 	if st.Error != "" && err == nil {
 		err = errors.New(st.Error)
 	}
-	return st, err
+	return st, ck.echo, err
 }
 
 // sendVerdict writes the test's verdict back on every admitted stream (two seconds at
-// most each: a sender that is gone does not hold the receiver).
-func (r *Receiver) sendVerdict(conns []proto.Conn, test uint64, st *Stats) {
+// most each: a sender that is gone does not hold the receiver), after the rest of an
+// echo the socket took in part (the sender reads whole frames).
+func (r *Receiver) sendVerdict(conns []proto.Conn, echoes map[proto.Conn]*echoer, test uint64, st *Stats) {
 	t := st.Totals()
 	v := wire.Verdict{Code: uint8(st.Code), TestID: test, Messages: t.Messages, Bytes: t.Bytes,
 		Problems: t.Corrupt + t.Lost + t.Duplicate + t.Reordered}
@@ -394,6 +406,9 @@ func (r *Receiver) sendVerdict(conns []proto.Conn, test uint64, st *Stats) {
 	v.Put(b[:])
 	for _, c := range conns {
 		c.SetWriteDeadline(time.Now().Add(2 * time.Second))
+		if rest := echoes[c].rest(); len(rest) > 0 {
+			c.Write(rest)
+		}
 		c.Write(b[:]) // best effort: the verdict is also in this receiver's own report
 	}
 }

@@ -118,6 +118,7 @@ type checker struct {
 	st          StreamStats
 	sizes       sizeCounts // native message sizes
 	lat         *latency   // one-way latency (native format; nil: not recorded)
+	echo        *echoer    // reflects FlagRTT headers (byte streams; nil: none)
 	published   uint64     // corrupt messages already added to the receiver's total
 	now         int64      // the clock at this feed (ns), when lat is set
 	hdr         [wire.HeaderLen]byte
@@ -233,6 +234,9 @@ func (c *checker) header() bool {
 			return c.breakFraming(fmt.Errorf("stream id changed from %d to %d", c.st.Stream, c.h.Stream))
 		}
 		c.sequence(c.h.Seq)
+		if c.echo != nil && c.h.Flags&wire.FlagRTT != 0 {
+			c.echo.reflect(&c.h)
+		}
 		if c.lat != nil {
 			c.lat.record(c.now, c.h.TimeNS)
 		}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"runtime"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -64,6 +65,19 @@ type DgramReceiver struct {
 	lat      *latency                // made at the first data datagram (native format)
 	latP     atomic.Pointer[latency] // lat, for a scrape's copy (--metrics)
 	corrupt  atomic.Uint64
+
+	// Echoes (--rtt, echo.go): the socket, the current datagram's source (nil: not read),
+	// the test's first source, whether a flagged datagram was seen (sources are then read
+	// for every batch), the echo being sent and its outcome.
+	rc        syscall.RawConn
+	src       *unix.RawSockaddrInet6
+	peerSA    unix.RawSockaddrInet6
+	rtt       bool
+	echo      [wire.EchoLen]byte
+	echoFn    func(fd uintptr)
+	echoErr   error
+	echoes    uint64
+	echoDrops uint64
 }
 
 // Progress is bytes, datagrams and losses so far.
@@ -81,6 +95,7 @@ func (r *DgramReceiver) Run(ctx context.Context, started func()) (*Stats, error)
 	if err != nil {
 		return &r.stats, err
 	}
+	r.rc, r.echoFn = rc, r.echoTo
 	// Buffers, allocated once: recvmmsg writes straight into them.
 	bufs := make([]byte, dgramBatch*dgramBuf)
 	mm := make([]proto.Mmsghdr, dgramBatch)
@@ -95,8 +110,10 @@ func (r *DgramReceiver) Run(ctx context.Context, started func()) (*Stats, error)
 	}
 	var got int
 	var rerr error
+	named := false // this batch's sources were read
 	recv := func(fd uintptr) bool {
-		if r.begin.IsZero() { // msg_name until the test's first datagram: its source
+		// msg_name until the test's first datagram (its source), and for echoes (--rtt)
+		if named = r.begin.IsZero() || r.rtt; named {
 			for i := range mm {
 				mm[i].Hdr.Name, mm[i].Hdr.Namelen = (*byte)(unsafe.Pointer(&from[i])), unix.SizeofSockaddrInet6
 			}
@@ -185,6 +202,10 @@ func (r *DgramReceiver) Run(ctx context.Context, started func()) (*Stats, error)
 				if s := groSize(ctl[i*cmsgBuf : i*cmsgBuf+int(mm[i].Hdr.Controllen)]); s > 0 {
 					seg = s
 				}
+			}
+			r.src = nil
+			if named {
+				r.src = &from[i]
 			}
 			if r.begin.IsZero() {
 				r.from = &from[i]
@@ -279,6 +300,9 @@ func (r *DgramReceiver) datagram(b []byte, now time.Time) {
 	r.count(ds, len(b), now)
 	ds.st.Messages++
 	ds.w.add(h.Seq)
+	if h.Flags&wire.FlagRTT != 0 {
+		r.reflect(&h)
+	}
 	if r.lat == nil { // its first sample is recorded before the batch's unlock: lock it now
 		r.lat = newLatency()
 		r.lat.mu.Lock()
@@ -310,6 +334,9 @@ func (r *DgramReceiver) begin1(now time.Time) {
 	if r.begin.IsZero() {
 		r.begin = now
 		r.stats.Peer = sockaddrIP(r.from)
+		if r.from != nil {
+			r.peerSA = *r.from
+		}
 		if r.started != nil {
 			r.started()
 		}
@@ -354,6 +381,7 @@ func (r *DgramReceiver) finish() *Stats {
 	}
 	r.stats.Strays = r.strays.snapshot()
 	r.stats.Expected = r.expect
+	r.stats.Echoes, r.stats.EchoDrops = r.echoes, r.echoDrops
 	r.stats.Code, r.stats.Why = r.stats.Verdict(r.cfg, false)
 	var m latencies
 	m.add(r.lat)

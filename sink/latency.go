@@ -30,7 +30,13 @@ type latency struct {
 	negative uint64 // samples with the receive time before the send time: clocks apart
 }
 
-func newLatency() *latency { return &latency{h: hdrhistogram.New(1, latMaxUs, latDigits)} }
+func newLatency() *latency { return &latency{h: NewHistogram()} }
+
+// NewHistogram is an empty latency histogram (µs, the bounds above).
+func NewHistogram() *hdrhistogram.Histogram { return hdrhistogram.New(1, latMaxUs, latDigits) }
+
+// Record adds a sample of d ns (>= 0) to h; out-of-range values clamp (never dropped).
+func Record(h *hdrhistogram.Histogram, d int64) { h.RecordValue(min(max(d/1000, 1), latMaxUs)) }
 
 // record adds one sample (ns); a send time of 0 (no stamp) is not a sample.
 func (l *latency) record(now, sent int64) {
@@ -42,7 +48,7 @@ func (l *latency) record(now, sent int64) {
 		l.negative++
 		d = 0
 	}
-	l.h.RecordValue(min(max(d/1000, 1), latMaxUs)) // out-of-range values clamp (never dropped)
+	Record(l.h, d)
 }
 
 // Latency is the merged one-way latency of a receive (JSON: receiver.latency).
@@ -57,6 +63,30 @@ type Latency struct {
 	JitterUs float64 `json:"jitter_us,omitempty"` // datagrams: RFC 3550 interarrival jitter, mean over streams
 	Negative uint64  `json:"negative,omitempty"`  // receive before send: the clocks differ
 	Clock    string  `json:"clock"`
+}
+
+// RTT is the sender's round-trip time (send --rtt; JSON: sender.rtt): every Nth
+// message's header reflected by the receiver, timed on the sender's clock alone.
+type RTT struct {
+	Samples int64  `json:"samples"`
+	MinUs   int64  `json:"min_us"`
+	P50Us   int64  `json:"p50_us"`
+	P90Us   int64  `json:"p90_us"`
+	P99Us   int64  `json:"p99_us"`
+	P999Us  int64  `json:"p999_us"`
+	MaxUs   int64  `json:"max_us"`
+	Every   int    `json:"every"`             // --rtt N
+	Invalid uint64 `json:"invalid,omitempty"` // echoes that match no message sent (not samples)
+}
+
+// RTTOf summarises a round-trip histogram (µs; nil or empty: zero samples).
+func RTTOf(h *hdrhistogram.Histogram, every int, invalid uint64) *RTT {
+	r := &RTT{Every: every, Invalid: invalid}
+	if h != nil && h.TotalCount() > 0 {
+		q := h.ValueAtQuantile
+		r.Samples, r.MinUs, r.P50Us, r.P90Us, r.P99Us, r.P999Us, r.MaxUs = h.TotalCount(), h.Min(), q(50), q(90), q(99), q(99.9), h.Max()
+	}
+	return r
 }
 
 // latencies merges the readers' histograms: finished ones in h, running ones in live.
@@ -89,7 +119,7 @@ func (m *latencies) add(l *latency) {
 		return
 	}
 	if m.h == nil {
-		m.h = hdrhistogram.New(1, latMaxUs, latDigits)
+		m.h = NewHistogram()
 	}
 	m.h.Merge(l.h)
 	m.negative += l.negative
@@ -100,7 +130,7 @@ func (m *latencies) add(l *latency) {
 func (m *latencies) snapshot() *hdrhistogram.Histogram {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	s := hdrhistogram.New(1, latMaxUs, latDigits)
+	s := NewHistogram()
 	if m.h != nil {
 		s.Merge(m.h)
 	}

@@ -163,7 +163,11 @@ type Stats struct {
 	Announced int           `json:"announced_streams,omitempty"` // what the sender's header said
 	Strays    Strays        `json:"stray"`
 	Ended     bool          `json:"ended,omitempty"` // datagrams: every stream's end datagram arrived
-	Latency   *Latency      `json:"-"`               // one-way latency (native format; nil: no sample)
+	// Echoes reflected for the sender's --rtt, and those dropped: the reverse path was
+	// full, or (datagrams) the source was not the test's.
+	Echoes    uint64   `json:"rtt_echoes,omitempty"`
+	EchoDrops uint64   `json:"rtt_echo_drops,omitempty"`
+	Latency   *Latency `json:"-"` // one-way latency (native format; nil: no sample)
 	// The verdict (Verdict): the receiver's exit status, and why when it is not 0. A byte
 	// stream or message test sends it back to the sender.
 	Code        int    `json:"verdict"`

@@ -42,9 +42,10 @@ func (r *Receiver) drainSplice(f first, ck *checker) error {
 	nullfd := int(null.Fd())
 
 	r.progress.Add(uint64(len(f.b)))
-	// Parse the stream when checking payloads, when nettest's size is unknown, or when the
-	// stream is only its end frame (it sent no message).
-	parse := ck.verify || ck.format == wire.FormatNettest && ck.size == 0 || f.h.Flags&wire.FlagEnd != 0
+	// Parse the stream when checking payloads, when nettest's size is unknown, when the
+	// stream is only its end frame (it sent no message), or for echoes (--rtt: message 0
+	// is flagged; a copy, like --verify).
+	parse := ck.verify || ck.format == wire.FormatNettest && ck.size == 0 || f.h.Flags&(wire.FlagEnd|wire.FlagRTT) != 0
 	var buf []byte
 	keep := 0 // the stream's last bytes kept in tail, to read the end frame at EOF
 	if parse {

@@ -17,7 +17,7 @@ import (
 //	  0   4  magic "SPGN"
 //	  4   1  version (2)
 //	  5   1  flags (FlagVerify: payload is Pattern(stream, seq) and CRC is set;
-//	         FlagEnd: the stream's end frame, see PutEnd)
+//	         FlagEnd: the stream's end frame, see PutEnd; FlagRTT, FlagEcho: echo.go)
 //	  6   2  streams in the test (so a receiver knows how many connections to wait for)
 //	  8   4  stream id
 //	 12   4  payload length (message size - HeaderLen)

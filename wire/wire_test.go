@@ -154,9 +154,19 @@ func FuzzDecoders(f *testing.F) {
 	var r [HelloLen]byte
 	PutHello(r[:], 1<<20)
 	f.Add(r[:])
+	var e [EchoLen]byte
+	PutEcho(e[:], &Header{Flags: FlagRTT | FlagVerify, Streams: 1, Length: 100, Seq: 30, TimeNS: 5, CRC: 9, TestID: 3})
+	f.Add(e[:])
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var hd Header
+		if ParseEcho(b, &hd) == nil {
+			var out [EchoLen]byte
+			PutEcho(out[:], &hd)
+			if !bytes.Equal(out[:], b[:EchoLen]) || IsVerdict(b) {
+				t.Fatalf("echo round trip: %x -> %x", b[:EchoLen], out)
+			}
+		}
 		if ParseHeader(b, &hd) == nil {
 			var out [HeaderLen]byte
 			hd.Put(out[:])
@@ -223,5 +233,29 @@ func TestEndAndVerdict(t *testing.T) {
 	vb[5] = 2
 	if err := ParseVerdict(vb[:], &got); err != ErrBadVerdict {
 		t.Fatalf("code 2 accepted: %v", err)
+	}
+}
+
+func TestEcho(t *testing.T) {
+	m := Header{Flags: FlagRTT | FlagVerify, Streams: 4, Stream: 2, Length: 1000, Seq: 300, TimeNS: 1700000000123456789, CRC: 77, Lanes: 3, TestID: 0xfeed}
+	var b [EchoLen]byte
+	PutEcho(b[:], &m)
+	var h Header
+	if err := ParseEcho(b[:], &h); err != nil || h.Flags != FlagEcho || h.Seq != 300 || h.TimeNS != m.TimeNS || h.Stream != 2 ||
+		h.TestID != 0xfeed || h.Length != 0 || h.CRC != 0 || IsVerdict(b[:]) {
+		t.Fatalf("echo %+v %v", h, err)
+	}
+	var d [HeaderLen]byte
+	m.Put(d[:]) // a data header is not an echo
+	if err := ParseEcho(d[:], &h); err != ErrBadEcho {
+		t.Fatalf("data header taken for an echo: %v", err)
+	}
+	if err := ParseEcho(b[:EchoLen-1], &h); err != ErrShortHeader {
+		t.Fatalf("short echo: %v", err)
+	}
+	var v [VerdictLen]byte
+	(&Verdict{TestID: 1}).Put(v[:])
+	if !IsVerdict(v[:]) || IsVerdict(v[:3]) || ParseEcho(append(v[:], make([]byte, 8)...), &h) == nil {
+		t.Fatal("verdict and echo not told apart")
 	}
 }

@@ -68,6 +68,29 @@ func TestNetemLatency(t *testing.T) {
 	}
 }
 
+// With netem delay 20ms on lo, a round trip crosses lo twice: --rtt 100's p50 is
+// 40 ± 4 ms for UDP and for TCP (--nodelay, paced: the message is not held for an ACK).
+func TestNetemRTT(t *testing.T) {
+	netem(t, 20000, 0)
+	for _, c := range []struct {
+		proto string
+		send  []string
+	}{
+		{"udp", []string{"-s", "200", "--pps", "2k", "-n", "8000"}},
+		{"tcp", []string{"-s", "16k", "--pps", "500", "-n", "2000", "--nodelay"}},
+	} {
+		snd, rcv := pairProto(t, c.proto, []string{"--json"}, append([]string{"--json", "--rtt", "100"}, c.send...))
+		var r rttJSON
+		mustJSON(t, snd.stdout, &r)
+		l := r.Sender.RTT
+		if l == nil || l.Samples < int64(r.Sender.Messages/100)*9/10 || l.P50Us < 36000 || l.P50Us > 44000 {
+			t.Errorf("%s: rtt %+v, want p50 40 ± 4 ms: %s %s", c.proto, l, snd.stdout, rcv.stdout)
+			continue
+		}
+		t.Logf("%s with netem delay 20ms: rtt p50 %d µs, p99 %d µs over %d samples", c.proto, l.P50Us, l.P99Us, l.Samples)
+	}
+}
+
 // With netem loss 1%, the UDP receiver's loss_pct over 200k datagrams is 1 ± 0.3.
 func TestNetemLoss(t *testing.T) {
 	netem(t, 0, 1)

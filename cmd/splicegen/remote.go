@@ -162,7 +162,7 @@ func requestOf(j *sendJob, dir, sink, serverCPU string) (control.Request, error)
 		SndBuf: j.opts.SndBuf, RcvBuf: j.opts.RcvBuf, NoDelay: j.opts.NoDelay, PPID: j.opts.PPID, Batch: s.Batch,
 		Sink: sink, ServerCPU: serverCPU, Burst: s.Burst, OnMS: wholeMS(s.On), OffMS: wholeMS(s.Off), RampMS: wholeMS(s.Ramp)}
 	pa := j.opts.Path
-	r.Mix = mixOf(s)
+	r.Mix, r.RTT = mixOf(s), s.RTT
 	r.TOS, r.TTL, r.DF, r.Mark, r.CPort, r.Flows, r.FQRate = pa.TOS, pa.TTL, pa.DF, pa.Mark, pa.Port, s.Flows, float64(pa.FQRate*8)
 	if (pa.Bind != nil || pa.Dev != "") && dir == control.DirReverse {
 		return r, usagef("--bind and --bind-dev name this host's address and interface: with -R the server sends")

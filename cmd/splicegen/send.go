@@ -59,6 +59,7 @@ func parseSendAs(cmd string, args []string, stdout io.Writer, extra func(*pflag.
 	c.fs.DurationVar(&spec.Off, "off", 0, "on/off cycles: the pause after each --on period")
 	c.fs.DurationVar(&spec.Ramp, "ramp", 0, "with --rate/--pps: climb linearly from ~0 to the rate over this long, then hold (at most --time)")
 	c.fs.IntVar(&spec.Batch, "batch", 0, "datagrams per sendmmsg (mmsg, default 64) or segments per super-buffer (gso, default min(128, 65507/size))")
+	c.fs.IntVar(&spec.RTT, "rtt", 0, "round-trip time: the receiver reflects every Nth message's header, the sender reports the RTT percentiles (tcp, udp)")
 	c.fs.DurationVar(&spec.StallTimeout, "stall-timeout", gen.DefaultStallTimeout, "end the test as \"peer stalled\" (exit 1) when the socket stays full this long; also bounds the wait for the receiver's verdict")
 	c.fs.StringVar(&io_, "io", "poll", "data-path I/O: poll (netpoller) or block (blocking fd on a locked thread)")
 	c.fs.MarkHidden("io")
@@ -133,6 +134,8 @@ func parseSendAs(cmd string, args []string, stdout io.Writer, extra func(*pflag.
 		return nil, false, usagef("give one of --rate, --pps")
 	case c.fs.Changed("burst") && spec.Burst < 1:
 		return nil, false, usagef("--burst %d: want at least 1", spec.Burst)
+	case c.fs.Changed("rtt") && spec.RTT < 1:
+		return nil, false, usagef("--rtt %d: want every Nth message, N at least 1", spec.RTT)
 	}
 	for _, f := range []struct {
 		name string
@@ -243,7 +246,7 @@ func cmdSend(args []string, stdout, stderr io.Writer) (int, error) {
 		Format: spec.Format.String(), Verify: spec.Verify, HotBuffer: spec.HotBuffer, Interrupted: ctx.Err() != nil}
 	b, m := st.Totals()
 	snd := &report.Sender{RingBytes: st.RingBytes, Sndbuf: st.Buffers.SndBuf, Fallbacks: st.Fallbacks, Detail: st, Verdict: -1,
-		Paced: spec.Rate > 0 || spec.PPS > 0, Wire: onWire}
+		Paced: spec.Rate > 0 || spec.PPS > 0, Wire: onWire, RTT: st.RTT}
 	snd.CPU = c.cpu
 	snd.Fill(u0, u1, b, m)
 	if f := j.plugin.Traits().Counters; f != nil {
