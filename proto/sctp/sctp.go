@@ -419,12 +419,10 @@ func (l *listener) Accept() (proto.Conn, error) {
 		// EINTR even on a non-blocking socket: sctp_wait_for_accept (net/sctp/socket.c)
 		// returns sock_intr_errno(0) when a signal is pending (Go's preemption signal).
 		// Retry at once: waiting for the poller could miss an edge already consumed.
-		for {
+		for nfd, _, serr = unix.Accept4(int(fd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC); serr == unix.EINTR; {
 			nfd, _, serr = unix.Accept4(int(fd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
-			if serr != unix.EINTR {
-				return serr != unix.EAGAIN
-			}
 		}
+		return serr != unix.EAGAIN
 	})
 	if err != nil {
 		return nil, err
