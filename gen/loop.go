@@ -46,10 +46,10 @@ func (st *stream) run() error {
 				break
 			}
 		}
-		// The send time, read once per send call (a batch shares it: it goes in one call):
-		// the receiver's one-way latency starts here (sink/latency.go). The read costs
-		// 131 ns here (kvm-clock, vDSO; docs/kernel.md#clock).
-		now = time.Now().UnixNano()
+		// The send time, once per send call (a batch shares it: it goes in one call): the
+		// receiver's one-way latency starts here (sink/latency.go). A clock read costs 131
+		// ns here (kvm-clock, vDSO), so a paced stream reuses the pacer's (stamp).
+		now = st.stamp()
 		var first int64
 		for i := range n {
 			if spec.HotBuffer {
@@ -233,7 +233,7 @@ func (st *stream) runBatch() error {
 				break
 			}
 		}
-		now := time.Now().UnixNano()
+		now := st.stamp()
 		var first int64
 		bytes := 0
 		for i := range k {
@@ -278,4 +278,15 @@ func hint(err error) error {
 		return fmt.Errorf("%w: a datagram is larger than the path MTU and --df forbids fragmenting it (lower --size)", err)
 	}
 	return err
+}
+
+// stamp is the send time of the next call: the pacer's clock reading, just taken (or
+// after its sleep), when paced; else a fresh reading.
+func (st *stream) stamp() int64 {
+	if st.pace != nil {
+		if c := st.pace.Clock(); c != 0 {
+			return c
+		}
+	}
+	return time.Now().UnixNano()
 }

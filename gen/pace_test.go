@@ -324,3 +324,21 @@ func TestPacerStopInOff(t *testing.T) {
 		t.Fatalf("Take returned %d after stop", n)
 	}
 }
+
+// Clock is the last reading Take made, after any sleep: the send time the loops stamp.
+func TestPacerClock(t *testing.T) {
+	c := &fakeClock{now: 1_000_000_000, overshoot: 70 * time.Microsecond}
+	p := c.pacer(100, 1) // 10 ms apart
+	if p.Clock() != 0 {
+		t.Fatal("a clock reading before any Take")
+	}
+	for i := 0; i < 50; i++ {
+		c.now += 100 // the send itself
+		if p.Take(1, nil) != 1 || p.Clock() != c.now {
+			t.Fatalf("message %d: Clock %d, clock now %d", i, p.Clock(), c.now)
+		}
+	}
+	if c.sleeps == 0 {
+		t.Fatal("no sleep: the test did not cover a reading after one")
+	}
+}
