@@ -46,10 +46,8 @@ func (st *stream) run() error {
 				break
 			}
 		}
-		// The send time, once per send call (a batch shares it: it goes in one call): the
-		// receiver's one-way latency starts here (sink/latency.go). A clock read costs 131
-		// ns here (kvm-clock, vDSO), so a paced stream reuses the pacer's (stamp).
-		now = st.stamp()
+		// The send time (stamp): the receiver's one-way latency starts here.
+		now = st.stamp(n)
 		var first int64
 		for i := range n {
 			if spec.HotBuffer {
@@ -233,7 +231,7 @@ func (st *stream) runBatch() error {
 				break
 			}
 		}
-		now := st.stamp()
+		now := st.stamp(k)
 		var first int64
 		bytes := 0
 		for i := range k {
@@ -280,13 +278,22 @@ func hint(err error) error {
 	return err
 }
 
-// stamp is the send time of the next call: the pacer's clock reading, just taken (or
-// after its sleep), when paced; else a fresh reading.
-func (st *stream) stamp() int64 {
+// stamp is the send time of the next call, of n messages (a batch shares it: it goes in
+// one call), for the receiver's one-way latency (sink/latency.go). A clock read costs 131
+// ns here (kvm-clock, vDSO), 3% of an unpaced 64 B UDP write stream's time (measured:
+// 228k against 251k datagrams/s with a read per call). So a paced stream takes the
+// pacer's reading, just made (after its sleep), and an unpaced one-message call reads
+// the clock every 16 calls: its stamp is at most 15 calls old (~60 µs at 250k/s),
+// within what such a stream queues anyway.
+func (st *stream) stamp(n int) int64 {
 	if st.pace != nil {
 		if c := st.pace.Clock(); c != 0 {
 			return c
 		}
 	}
-	return time.Now().UnixNano()
+	if n > 1 || st.stamps&15 == 0 {
+		st.stampAt = time.Now().UnixNano()
+	}
+	st.stamps++
+	return st.stampAt
 }

@@ -53,6 +53,9 @@ type stream struct {
 
 	// --flows: the sockets a datagram stream rotates over (flows[0] is conn's; nil: one),
 	// the next one's index, and the extra connections to close.
+	stamps  uint64 // calls stamped (stamp)
+	stampAt int64  // the last clock reading (stamp)
+
 	flows []syscall.RawConn
 	flow  int
 	extra []proto.Conn
