@@ -279,9 +279,10 @@ func hint(err error) error {
 }
 
 // stamp is the send time of the next call, of n messages (a batch shares it: it goes in
-// one call), for the receiver's one-way latency (sink/latency.go). A clock read costs 131
-// ns here (kvm-clock, vDSO), 3% of an unpaced 64 B UDP write stream's time (measured:
-// 228k against 251k datagrams/s with a read per call). So a paced stream takes the
+// one call), for the receiver's one-way latency (sink/latency.go). A clock read costs
+// 55–131 ns here (kvm-clock, vDSO; BenchmarkClock, quiet to loaded), 1–3% of a 64 B UDP
+// write's ~4 µs; with a read per call, bench-ab measured 228k against 251k datagrams/s
+// (noisy: 167k–245k across repeats), and 244.6k against 243.1k without it. So a paced stream takes the
 // pacer's reading, just made (after its sleep), and an unpaced one-message call reads
 // the clock every 16 calls: its stamp is at most 15 calls old (~60 µs at 250k/s),
 // within what such a stream queues anyway.

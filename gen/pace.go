@@ -147,7 +147,7 @@ func (p *Pacer) read() int64 {
 // Clock is the pacer's last clock reading (ns; 0: none yet): taken in Take, after any
 // sleep, so it is the send time of the messages Take let go (inside a burst, of the
 // burst's first). The send loops stamp headers with it instead of reading the clock
-// again (131 ns here per read).
+// again (55–131 ns here per read: BenchmarkClock).
 func (p *Pacer) Clock() int64 { return p.clock }
 
 // sleepUntil sleeps until s (ns since t0) in slices; false if stop was set.

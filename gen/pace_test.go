@@ -342,3 +342,14 @@ func TestPacerClock(t *testing.T) {
 		t.Fatal("no sleep: the test did not cover a reading after one")
 	}
 }
+
+var clockSink int64
+
+// BenchmarkClock is the cost of the send loops' clock read (time.Now: CLOCK_REALTIME
+// through the vDSO): on kvm-clock here, 2026-11-26, 55 ns/op on a quiet machine and 131
+// ns/op while other tests loaded it.
+func BenchmarkClock(b *testing.B) {
+	for range b.N {
+		clockSink += time.Now().UnixNano()
+	}
+}

@@ -49,11 +49,21 @@ func hostileTCP(t *testing.T, reverse func(c proto.Conn, h wire.Header)) proto.C
 	return c
 }
 
+// rttSpec is the tests' paced --rtt 10 send: count messages of size at pps.
+func rttSpec(size int, count int64, pps float64) gen.Spec {
+	return gen.Spec{Mode: gen.ModeWrite, Size: size, Count: count, Streams: 1, Format: wire.FormatNative,
+		PPS: pps, RTT: 10, StallTimeout: time.Second}
+}
+
 // runRTT runs a paced --rtt send over c and fails if it takes longer than limit.
 func runRTT(t *testing.T, c proto.Conn, limit time.Duration) (*gen.SendStats, error) {
 	t.Helper()
-	spec := gen.Spec{Mode: gen.ModeWrite, Size: 1024, Count: 100, Streams: 1, Format: wire.FormatNative,
-		PPS: 2000, RTT: 10, StallTimeout: time.Second}
+	return runRTTSpec(t, c, rttSpec(1024, 100, 2000), limit)
+}
+
+// runRTTSpec is runRTT with a spec of rttSpec.
+func runRTTSpec(t *testing.T, c proto.Conn, spec gen.Spec, limit time.Duration) (*gen.SendStats, error) {
+	t.Helper()
 	s, err := gen.NewSender(spec, gen.Conns(c))
 	if err != nil {
 		t.Fatal(err)
@@ -172,16 +182,9 @@ func TestRTTHostileDatagrams(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	spec := gen.Spec{Mode: gen.ModeWrite, Size: 200, Count: 200, Streams: 1, Format: wire.FormatNative, PPS: 4000, RTT: 10}
-	s, err := gen.NewSender(spec, gen.Conns(c))
+	st, err := runRTTSpec(t, c, rttSpec(200, 200, 4000), 3*time.Second)
 	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	start := time.Now()
-	st, err := s.Run(context.Background())
-	if err != nil || time.Since(start) > 3*time.Second {
-		t.Fatalf("run: %v after %v", err, time.Since(start))
+		t.Fatalf("run: %v", err)
 	}
 	if r := st.RTT; r == nil || r.Samples != 20 || r.Invalid != 80 || r.P50Us < r.MinUs || r.P99Us < r.P50Us || r.MaxUs < r.P99Us {
 		t.Fatalf("rtt %+v, want 20 samples and 80 invalid", st.RTT)

@@ -71,16 +71,13 @@ func (p Path) Local(v6 bool) (unix.Sockaddr, error) {
 	if p.Bind == nil && p.Port == 0 {
 		return nil, nil
 	}
-	if ip4 := p.Bind.To4(); ip4 != nil && !v6 {
-		sa := &unix.SockaddrInet4{Port: p.Port}
-		copy(sa.Addr[:], ip4)
-		return sa, nil
-	}
-	if p.Bind != nil && (p.Bind.To4() != nil) != !v6 {
+	if p.Bind != nil && (p.Bind.To4() != nil) == v6 {
 		return nil, fmt.Errorf("--bind %s: not of the peer's address family", p.Bind)
 	}
 	if !v6 {
-		return &unix.SockaddrInet4{Port: p.Port}, nil
+		sa := &unix.SockaddrInet4{Port: p.Port}
+		copy(sa.Addr[:], p.Bind.To4()) // nil (only --cport): the wildcard
+		return sa, nil
 	}
 	sa := &unix.SockaddrInet6{Port: p.Port}
 	copy(sa.Addr[:], p.Bind.To16())
@@ -121,7 +118,7 @@ func bindErr(p Path, err error) error {
 	return fmt.Errorf("%s: %w", what, os.NewSyscallError("bind", err))
 }
 
-// Network reports whether a Go dial network ("tcp4", "udp6", ...) is IPv6.
+// v6Network reports whether a Go dial network ("tcp4", "udp6", ...) is IPv6.
 func v6Network(network string) bool {
 	return len(network) > 0 && network[len(network)-1] == '6'
 }

@@ -3,6 +3,7 @@ package proto_test
 import (
 	"context"
 	"net"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -93,5 +94,23 @@ func TestPathBind(t *testing.T) {
 	c.Close()
 	if _, err := (proto.Path{Bind: net.ParseIP("::1")}).Local(false); err == nil || !strings.Contains(err.Error(), "family") {
 		t.Errorf("an IPv6 --bind to an IPv4 peer: %v", err)
+	}
+	if _, err := (proto.Path{Bind: net.ParseIP("10.0.0.1")}).Local(true); err == nil {
+		t.Error("an IPv4 --bind to an IPv6 peer accepted")
+	}
+	for _, c := range []struct {
+		p    proto.Path
+		v6   bool
+		want unix.Sockaddr
+	}{
+		{proto.Path{}, false, nil},
+		{proto.Path{Bind: net.ParseIP("10.0.0.1"), Port: 7}, false, &unix.SockaddrInet4{Port: 7, Addr: [4]byte{10, 0, 0, 1}}},
+		{proto.Path{Port: 9}, false, &unix.SockaddrInet4{Port: 9}},
+		{proto.Path{Port: 9}, true, &unix.SockaddrInet6{Port: 9}},
+		{proto.Path{Bind: net.ParseIP("::1")}, true, &unix.SockaddrInet6{Addr: [16]byte{15: 1}}},
+	} {
+		if got, err := c.p.Local(c.v6); err != nil || !reflect.DeepEqual(got, c.want) {
+			t.Errorf("%+v.Local(%v) = %#v, %v; want %#v", c.p, c.v6, got, err, c.want)
+		}
 	}
 }

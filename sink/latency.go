@@ -51,15 +51,29 @@ func (l *latency) record(now, sent int64) {
 	Record(l.h, d)
 }
 
+// Percentiles summarise an HDR histogram of microseconds (JSON: inline in latency, rtt).
+type Percentiles struct {
+	Samples int64 `json:"samples"`
+	MinUs   int64 `json:"min_us"`
+	P50Us   int64 `json:"p50_us"`
+	P90Us   int64 `json:"p90_us"`
+	P99Us   int64 `json:"p99_us"`
+	P999Us  int64 `json:"p999_us"`
+	MaxUs   int64 `json:"max_us"`
+}
+
+// percentilesOf reads h (nil or empty: zero samples).
+func percentilesOf(h *hdrhistogram.Histogram) Percentiles {
+	if h == nil || h.TotalCount() == 0 {
+		return Percentiles{}
+	}
+	q := h.ValueAtQuantile
+	return Percentiles{h.TotalCount(), h.Min(), q(50), q(90), q(99), q(99.9), h.Max()}
+}
+
 // Latency is the merged one-way latency of a receive (JSON: receiver.latency).
 type Latency struct {
-	Samples  int64   `json:"samples"`
-	MinUs    int64   `json:"min_us"`
-	P50Us    int64   `json:"p50_us"`
-	P90Us    int64   `json:"p90_us"`
-	P99Us    int64   `json:"p99_us"`
-	P999Us   int64   `json:"p999_us"`
-	MaxUs    int64   `json:"max_us"`
+	Percentiles
 	JitterUs float64 `json:"jitter_us,omitempty"` // datagrams: RFC 3550 interarrival jitter, mean over streams
 	Negative uint64  `json:"negative,omitempty"`  // receive before send: the clocks differ
 	Clock    string  `json:"clock"`
@@ -68,25 +82,14 @@ type Latency struct {
 // RTT is the sender's round-trip time (send --rtt; JSON: sender.rtt): every Nth
 // message's header reflected by the receiver, timed on the sender's clock alone.
 type RTT struct {
-	Samples int64  `json:"samples"`
-	MinUs   int64  `json:"min_us"`
-	P50Us   int64  `json:"p50_us"`
-	P90Us   int64  `json:"p90_us"`
-	P99Us   int64  `json:"p99_us"`
-	P999Us  int64  `json:"p999_us"`
-	MaxUs   int64  `json:"max_us"`
+	Percentiles
 	Every   int    `json:"every"`             // --rtt N
 	Invalid uint64 `json:"invalid,omitempty"` // echoes that match no message sent (not samples)
 }
 
 // RTTOf summarises a round-trip histogram (µs; nil or empty: zero samples).
 func RTTOf(h *hdrhistogram.Histogram, every int, invalid uint64) *RTT {
-	r := &RTT{Every: every, Invalid: invalid}
-	if h != nil && h.TotalCount() > 0 {
-		q := h.ValueAtQuantile
-		r.Samples, r.MinUs, r.P50Us, r.P90Us, r.P99Us, r.P999Us, r.MaxUs = h.TotalCount(), h.Min(), q(50), q(90), q(99), q(99.9), h.Max()
-	}
-	return r
+	return &RTT{Percentiles: percentilesOf(h), Every: every, Invalid: invalid}
 }
 
 // latencies merges the readers' histograms: finished ones in h, running ones in live.
@@ -152,9 +155,7 @@ func (m *latencies) result(clock string) *Latency {
 	if m.h == nil || m.h.TotalCount() == 0 {
 		return nil
 	}
-	q := m.h.ValueAtQuantile
-	return &Latency{Samples: m.h.TotalCount(), MinUs: m.h.Min(), P50Us: q(50), P90Us: q(90), P99Us: q(99),
-		P999Us: q(99.9), MaxUs: m.h.Max(), Negative: m.negative, Clock: clock}
+	return &Latency{Percentiles: percentilesOf(m.h), Negative: m.negative, Clock: clock}
 }
 
 // jitter is RFC 3550 §6.4.1's interarrival jitter of one stream: J += (|D| - J)/16, D the

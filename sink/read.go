@@ -113,7 +113,7 @@ func (l *lowat) after(n int) {
 		l.high = true
 	}
 	if l.high {
-		l.c.SetReadDeadline(time.Now().Add(lowatWait))
+		l.c.SetReadDeadline(now.Add(lowatWait))
 	}
 }
 

@@ -27,15 +27,14 @@ type packet struct {
 
 // routerIf is the router's veth toward the client ("client") or the server ("server").
 func (l lab) routerIf(side string) string {
-	name := strings.TrimSuffix(l.client, "-client")
 	if side == "server" {
-		return name + "-r1"
+		return l.name + "-r1"
 	}
-	return name + "-r0"
+	return l.name + "-r0"
 }
 
 // router is the lab's router namespace.
-func (l lab) router() string { return strings.TrimSuffix(l.client, "-client") + "-router" }
+func (l lab) router() string { return l.name + "-router" }
 
 // needTcpdump: like labUp, a missing tool fails under SPLICEGEN_REQUIRE_NETNS=1 and
 // skips otherwise.

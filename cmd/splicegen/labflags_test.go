@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -37,29 +36,17 @@ func sh(t *testing.T, cmd string) {
 	}
 }
 
-// recvIn starts recv in namespace ns; wait returns its JSON result.
+// recvIn starts recv --json in namespace ns (it binds within 300 ms); wait returns its
+// result.
 func recvIn(t *testing.T, ns string, args ...string) (wait func() map[string]any) {
 	t.Helper()
-	cmd := splicegenCmd(t, ns, append([]string{"recv", "--json", "-i", "0"}, args...)...)
-	var o, e bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &o, &e
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	time.Sleep(300 * time.Millisecond) // bound
+	c := startCLIIn(t, ns, nil, append([]string{"recv", "--json", "-i", "0"}, args...)...)
+	time.Sleep(300 * time.Millisecond)
 	return func() map[string]any {
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			cmd.Process.Kill()
-			<-done
-			t.Fatalf("recv did not end: %s %s", o.String(), e.String())
-		}
+		c.wait(t, time.Minute)
 		var m map[string]any
-		if err := json.Unmarshal(o.Bytes(), &m); err != nil {
-			t.Fatalf("recv: %v: %s %s", err, o.String(), e.String())
+		if err := json.Unmarshal(c.stdout.Bytes(), &m); err != nil {
+			t.Fatalf("recv: exit %d, %v: %s %s", c.code, err, c.stdout.String(), c.stderr.String())
 		}
 		return m
 	}

@@ -3,6 +3,8 @@ package main
 import (
 	"strings"
 	"testing"
+
+	"github.com/splicegen/splicegen/sink"
 )
 
 // One-way latency on loopback: every message of a paced run is a sample, the
@@ -21,15 +23,7 @@ func TestLatencyLoopback(t *testing.T) {
 		var r struct {
 			Receiver struct {
 				Messages int64
-				Latency  *struct {
-					Samples  int64
-					MinUs    int64   `json:"min_us"`
-					P50Us    int64   `json:"p50_us"`
-					P99Us    int64   `json:"p99_us"`
-					MaxUs    int64   `json:"max_us"`
-					JitterUs float64 `json:"jitter_us"`
-					Clock    string
-				}
+				Latency  *sink.Latency
 			}
 		}
 		mustJSON(t, rcv.stdout, &r)
@@ -53,16 +47,7 @@ type rttJSON struct {
 	Sender struct {
 		Messages        uint64
 		ReceiverVerdict int `json:"receiver_verdict"`
-		RTT             *struct {
-			Samples int64
-			MinUs   int64 `json:"min_us"`
-			P50Us   int64 `json:"p50_us"`
-			P90Us   int64 `json:"p90_us"`
-			P99Us   int64 `json:"p99_us"`
-			P999Us  int64 `json:"p999_us"`
-			MaxUs   int64 `json:"max_us"`
-			Every   int
-		}
+		RTT             *sink.RTT
 	}
 	Receiver struct {
 		Messages, Lost uint64

@@ -4,6 +4,7 @@ import (
 	"os"
 	"testing"
 
+	"github.com/splicegen/splicegen/sink"
 	"github.com/vishvananda/netlink"
 )
 
@@ -36,12 +37,7 @@ type latencyJSON struct {
 	Receiver struct {
 		Messages, Lost uint64
 		LossPct        float64 `json:"loss_pct"`
-		Latency        *struct {
-			Samples int64
-			P50Us   int64 `json:"p50_us"`
-			P99Us   int64 `json:"p99_us"`
-			Clock   string
-		}
+		Latency        *sink.Latency
 	}
 }
 

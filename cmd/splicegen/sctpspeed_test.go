@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/splicegen/splicegen/report"
 )
 
 // snmpSCTP reads the kernel's SCTP counters (/proc/net/sctp/snmp: "Name value" lines).
@@ -64,18 +66,6 @@ func envOr(k, def string) string {
 		return v
 	}
 	return def
-}
-
-func median(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := slices.Clone(v)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 // TestSCTPSpeedExplore measures SCTP against TCP (same size, same mode, defaults) in the
@@ -188,9 +178,9 @@ func TestSCTPSpeedExplore(t *testing.T) {
 	t.Logf("medians over %d repeats, %s per run:", reps, vol)
 	for _, size := range sizes {
 		for _, mode := range modes {
-			tcp := median(got[key{size, mode, "tcp", ""}])
+			tcp := report.Median(got[key{size, mode, "tcp", ""}])
 			for _, v := range variants {
-				s := median(got[key{size, mode, "sctp", v}])
+				s := report.Median(got[key{size, mode, "sctp", v}])
 				t.Logf("%-5s %-6s sctp %-26q %7.3f Gbit/s  tcp %7.3f Gbit/s  sctp/tcp %.2f", size, mode, v, s, tcp, s/tcp)
 			}
 		}

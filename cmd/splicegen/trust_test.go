@@ -30,12 +30,13 @@ type cli struct {
 
 func startCLI(t *testing.T, files []*os.File, args ...string) *cli {
 	t.Helper()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &cli{cmd: exec.Command(exe, args...), done: make(chan struct{})}
-	c.cmd.Env = append(os.Environ(), "SPLICEGEN_TEST_AS_CLI=1")
+	return startCLIIn(t, "", files, args...)
+}
+
+// startCLIIn is startCLI in network namespace ns ("": this one).
+func startCLIIn(t *testing.T, ns string, files []*os.File, args ...string) *cli {
+	t.Helper()
+	c := &cli{cmd: splicegenCmd(t, ns, args...), done: make(chan struct{})}
 	c.cmd.Stdout, c.cmd.Stderr = &c.stdout, &c.stderr
 	c.cmd.ExtraFiles = files
 	if err := c.cmd.Start(); err != nil {

@@ -83,8 +83,7 @@ func routerCounter(t *testing.T, ns, dev, dir string) uint64 {
 // datagrams sent, and the text says why. The receiver's rx matches what the router sent.
 func TestWireLab(t *testing.T) {
 	lab := labUp(t)
-	name := strings.TrimSuffix(lab.client, "-client")        // scripts/lab.sh's LAB
-	router, r0, r1 := name+"-router", name+"-r0", name+"-r1" // r0 faces the client, r1 the server
+	router, r0, r1 := lab.router(), lab.routerIf("client"), lab.routerIf("server")
 
 	rcv := splicegenCmd(t, lab.server, "recv", "-p", "udp", "--keep", "--json-stream", "-i", "0", "--cpu", "1", lab.serverIP+":5500")
 	out, err := rcv.StdoutPipe()
@@ -134,7 +133,7 @@ func TestWireLab(t *testing.T) {
 		if text {
 			m := regexp.MustCompile(`wire: (\S+) tx (\d+) packets`).FindStringSubmatch(res.stdout)
 			n := regexp.MustCompile(`in (\d+) messages`).FindStringSubmatch(res.stdout)
-			if m == nil || n == nil || m[1] != name+"-c0" {
+			if m == nil || n == nil || m[1] != lab.name+"-c0" {
 				t.Fatalf("text output without the wire line of the client's veth:\n%s", res.stdout)
 			}
 			pkts, _ = strconv.ParseUint(m[2], 10, 64)
@@ -170,7 +169,7 @@ func TestWireLab(t *testing.T) {
 	startServer(t, lab.server, "--listen", lab.serverIP+":5499", "--token-file", tokFile)
 	res := runCLI(t, lab.client, nil, time.Minute, "run", lab.serverIP, "--token-file", tokFile,
 		"-p", "udp", "-m", "gso", "-s", "64", "--pps", "200k", "-t", "2s", "--cpu", "0", "--server-cpu", "1")
-	for _, want := range []string{"wire: " + name + "-c0 tx ", "wire: " + name + "-s0 rx ", "UDP GSO: ", "datagrams per packet"} {
+	for _, want := range []string{"wire: " + lab.name + "-c0 tx ", "wire: " + lab.name + "-s0 rx ", "UDP GSO: ", "datagrams per packet"} {
 		if res.code != 0 || !strings.Contains(res.stdout, want) {
 			t.Fatalf("run: exit %d, no %q in:\n%s%s", res.code, want, res.stdout, res.stderr)
 		}
