@@ -77,7 +77,7 @@ func (st *stream) setupDgram(d proto.Datagram) error {
 		}
 	}
 	var err error
-	if st.ring, err = pages.NewPacked(spec.Size, ringBytes, u.batch); err != nil {
+	if st.ring, err = pages.NewPacked(spec.Size, ringBytes, u.batch, false); err != nil {
 		return err
 	}
 	st.fillRing()

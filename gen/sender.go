@@ -52,7 +52,8 @@ type StreamStats struct {
 // SendStats are a whole send's figures.
 type SendStats struct {
 	Streams   []StreamStats `json:"streams"`
-	RingBytes int           `json:"ring_bytes"` // per stream
+	RingBytes int           `json:"ring_bytes"`      // per stream
+	RingHuge  int           `json:"ring_huge_bytes"` // of stream 0's ring, in transparent huge pages
 	Rule      pages.Rule    `json:"ring_rule"`
 	Buffers   proto.Buffers `json:"buffers"` // stream 0's, read at the end of the run
 	Pipe      int           `json:"pipe"`
@@ -149,6 +150,7 @@ func NewSender(spec Spec, dial Dialer) (*Sender, error) {
 			spec.Size, st0.rule.SndBuf))
 	}
 	s.stats.RingBytes = st0.ring.Bytes()
+	s.stats.RingHuge = st0.ring.HugeBytes()
 	s.stats.Rule = st0.rule
 	s.stats.Pipe = st0.pipeCap
 	return s, nil

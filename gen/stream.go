@@ -168,7 +168,7 @@ func (st *stream) setupStream() error {
 		if ringBytes, err = st.ringSize(max(1, st.batch)*spec.Size, peer); err != nil {
 			return err
 		}
-		st.ring, err = pages.NewPacked(spec.Size, ringBytes, max(1, st.batch))
+		st.ring, err = pages.NewPacked(spec.Size, ringBytes, max(1, st.batch), spec.Mode == ModeSendfile)
 	}
 	if err != nil {
 		return err

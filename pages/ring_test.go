@@ -1,6 +1,8 @@
 package pages
 
 import (
+	"os"
+	"strings"
 	"testing"
 	"unsafe"
 )
@@ -59,5 +61,45 @@ func TestRuleBytes(t *testing.T) {
 	// The measured table (docs/kernel.md#page-reuse): autotuned buffers needed 32 MiB; the rule must cover it.
 	if r.Bytes() < 32<<20 {
 		t.Fatal("rule below the measured clean ring")
+	}
+}
+
+// TestRingMemory: vmsplice/write rings are anonymous and, where the kernel offers
+// transparent huge pages, in them (the measured saving, docs/results.md#huge-page-ring);
+// sendfile rings are a memfd.
+func TestRingMemory(t *testing.T) {
+	r, err := NewPacked(65536, 8<<20, 1, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if r.Fd() != -1 {
+		t.Fatalf("anonymous ring has fd %d", r.Fd())
+	}
+	thp, err := os.ReadFile("/sys/kernel/mm/transparent_hugepage/enabled")
+	if err != nil || strings.Contains(string(thp), "[never]") {
+		t.Logf("no transparent huge pages on this kernel (%q, %v): huge bytes %d", thp, err, r.HugeBytes())
+	} else if r.HugeBytes() < 4<<20 {
+		t.Fatalf("THP is %q but only %d of %d bytes are huge", strings.TrimSpace(string(thp)), r.HugeBytes(), r.Bytes())
+	}
+	// A second ring mapped next to the first counts only its own huge pages.
+	r2, err := NewPacked(65536, 8<<20, 1, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r2.Close()
+	if r2.HugeBytes() > r2.Bytes() {
+		t.Fatalf("second ring reports %d huge bytes of %d", r2.HugeBytes(), r2.Bytes())
+	}
+	f, err := NewPacked(65536, 1<<20, 1, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if f.Fd() < 0 {
+		t.Fatal("sendfile ring has no memfd")
+	}
+	for i := range f.Len() {
+		f.Buf(i)[0] = 1
 	}
 }

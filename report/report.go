@@ -101,6 +101,7 @@ func (s *Side) SeedLine() string {
 type Sender struct {
 	Side
 	RingBytes int `json:"ring_bytes"`
+	RingHuge  int `json:"ring_huge_bytes"` // of the ring, in transparent huge pages
 	Sndbuf    int `json:"sndbuf"`
 	Fallbacks int `json:"fallbacks"`
 	// The receiver's verdict as it came back (-1: none came), and how completeness was
@@ -252,7 +253,8 @@ func Text(w io.Writer, r *Run) {
 	if s := r.Sender; s != nil {
 		fmt.Fprintf(w, "sender:   %s  %s in %d messages, %.2f Gbit/s, %.0f msg/s, %.0f ms CPU/GiB\n",
 			s.SeedLine(), Human(s.Bytes), s.Messages, s.GbitS, s.PPS, s.CPUMsPerGiB)
-		fmt.Fprintf(w, "          page ring %s per stream, sndbuf %s, fallbacks %d\n", Human(uint64(s.RingBytes)), Human(uint64(s.Sndbuf)), s.Fallbacks)
+		fmt.Fprintf(w, "          page ring %s per stream (%s in huge pages), sndbuf %s, fallbacks %d\n",
+			Human(uint64(s.RingBytes)), Human(uint64(s.RingHuge)), Human(uint64(s.Sndbuf)), s.Fallbacks)
 		if s.Proof != "" {
 			fmt.Fprintf(w, "          completeness: %s%s\n", s.Proof, verdictWord(s.Verdict))
 		}

@@ -245,7 +245,7 @@ func cmdSend(args []string, stdout, stderr io.Writer) (int, error) {
 	r := &report.Run{Proto: c.proto, Mode: spec.Mode, Size: spec.Size, Mix: mixOf(spec), Streams: spec.Streams,
 		Format: spec.Format.String(), Verify: spec.Verify, HotBuffer: spec.HotBuffer, Interrupted: ctx.Err() != nil}
 	b, m := st.Totals()
-	snd := &report.Sender{RingBytes: st.RingBytes, Sndbuf: st.Buffers.SndBuf, Fallbacks: st.Fallbacks, Detail: st, Verdict: -1,
+	snd := &report.Sender{RingBytes: st.RingBytes, RingHuge: st.RingHuge, Sndbuf: st.Buffers.SndBuf, Fallbacks: st.Fallbacks, Detail: st, Verdict: -1,
 		Paced: spec.Rate > 0 || spec.PPS > 0, Wire: onWire, RTT: st.RTT}
 	snd.CPU = c.cpu
 	snd.Fill(u0, u1, b, m)
