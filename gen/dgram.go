@@ -21,7 +21,21 @@ import (
 const (
 	udpMaxSegments = 128 // UDP_MAX_SEGMENTS, include/linux/udp.h: more is EINVAL
 	defaultMmsg    = 64  // datagrams per sendmmsg (docs/kernel.md#udp: measured x64)
+	// dgramRun: an unpaced splice or write stream frames this many consecutive datagrams
+	// per pass and sends them inside one RawConn.Write, still a syscall each (splice: one
+	// vmsplice for the run, then a splice per datagram). 16: their shared stamp is at
+	// most 15 sends old, the bound the one-message loop's clock rule already allows
+	// (loop.go, stamp). Measured: docs/results.md#udp-runs.
+	dgramRun = 16
 )
+
+// runnable: an unpaced stream of one size, sending from the ring through the poller on
+// one socket, frames runs of dgramRun datagrams (splice and write modes).
+func (st *stream) runnable() bool {
+	spec := &st.s.spec
+	return (spec.Mode == ModeSplice || spec.Mode == ModeWrite) && spec.perStream() == 0 && spec.On == 0 &&
+		!spec.HotBuffer && spec.Ring == 0 && spec.IO != "block" && len(spec.Mix) == 0 && spec.Flows <= 1
+}
 
 type dgram struct {
 	max      int // largest datagram for this socket
@@ -61,28 +75,36 @@ func (st *stream) setupDgram(d proto.Datagram) error {
 		}
 		u.batch = spec.Batch
 	}
+	if st.runnable() {
+		st.batch = dgramRun
+	}
+	run := max(u.batch, st.batch) // consecutive ring slots framed at once
 	if spec.Mode == ModeSplice {
 		// One splice(2) call is one datagram (docs/kernel.md#udp), so the datagram must be
 		// in the pipe in one piece; a packed slot may straddle pages: its pages plus one.
+		// A run of datagrams is vmspliced at once, the pipe sized to hold it.
 		want := pages.RoundUp(spec.Size) + 2*pages.PageSize
-		if err := st.openPipe(want, want); err != nil {
+		if err := st.openPipe(max(want, pages.RoundUp(run*spec.Size)+2*pages.PageSize), want); err != nil {
 			return err
 		}
 	}
-	ringBytes := u.batch * spec.Size
+	ringBytes := run * spec.Size
 	if !spec.HotBuffer {
 		var err error
-		if ringBytes, err = st.ringSize(u.batch*spec.Size, -1); err != nil {
+		if ringBytes, err = st.ringSize(run*spec.Size, -1); err != nil {
 			return err
 		}
 	}
 	var err error
-	if st.ring, err = pages.NewPacked(spec.Size, ringBytes, u.batch, false); err != nil {
+	if st.ring, err = pages.NewPacked(spec.Size, ringBytes, run, false); err != nil {
 		return err
 	}
 	st.fillRing()
 	if err := st.setStep(st.dgramSpliceStep); err != nil {
 		return err
+	}
+	if spec.Mode == ModeWrite {
+		st.step = st.dgramWriteStep
 	}
 	switch spec.Mode {
 	case ModeMmsg, ModeGSO:

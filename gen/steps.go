@@ -79,23 +79,27 @@ func (st *stream) spliceStep(fd uintptr) bool {
 	}
 }
 
-// dgramSpliceStep vmsplices the whole datagram into the pipe, then splices it into the
-// socket with one call and no SPLICE_F_MORE (on UDP that corks the next call into the
-// same datagram). The pipe is empty between datagrams, so EAGAIN means the socket is
-// full. On any error the datagram stays in the pipe (EMSGSIZE: docs/kernel.md#udp), so
-// the pipe is drained before the error is returned.
+// dgramSpliceStep vmsplices st.msg (one datagram, or a run of them: stream.batch) into
+// the pipe, then splices it into the socket a datagram per call, with no SPLICE_F_MORE
+// (on UDP that corks the next call into the same datagram): splice(2) of one datagram's
+// length sends exactly that datagram (docs/kernel.md#udp). EAGAIN from splice means the
+// socket is full; the pipe keeps what is in it for the next call. On any error the pipe
+// is drained before the error is returned (EMSGSIZE leaves the datagram in the pipe).
 func (st *stream) dgramSpliceStep(fd uintptr) bool {
-	if st.done < len(st.msg) && !st.fillPipe(len(st.msg)-st.done) {
-		st.drainPipe()
-		return true
-	}
-	if st.done < len(st.msg) { // the pipe is sized for a whole datagram (openPipe's need)
-		st.err = fmt.Errorf("vmsplice: a %d-byte datagram does not fit the pipe", len(st.msg))
-		st.drainPipe()
-		return true
-	}
-	for {
-		n, err := st.splice(fd, st.inPipe, 0)
+	size := st.dgramSize()
+	for st.done < len(st.msg) || st.inPipe > 0 {
+		if st.inPipe < size && st.done < len(st.msg) {
+			if !st.fillPipe(len(st.msg) - st.done) {
+				st.drainPipe()
+				return true
+			}
+			if st.inPipe < size { // the pipe is sized for a whole datagram (openPipe's need)
+				st.err = fmt.Errorf("vmsplice: a %d-byte datagram does not fit the pipe", size)
+				st.drainPipe()
+				return true
+			}
+		}
+		n, err := st.splice(fd, size, 0)
 		st.spCalls++
 		switch st.outcome(n, err, "splice") {
 		case proto.Wait:
@@ -106,14 +110,46 @@ func (st *stream) dgramSpliceStep(fd uintptr) bool {
 			st.drainPipe()
 			return true
 		}
-		if int(n) != st.inPipe {
-			st.err = fmt.Errorf("splice: sent %d bytes of a %d-byte datagram", n, st.inPipe)
+		if int(n) != size {
+			st.err = fmt.Errorf("splice: sent %d bytes of a %d-byte datagram", n, size)
 			st.drainPipe()
 			return true
 		}
-		st.inPipe = 0
-		return true
+		st.inPipe -= size
 	}
+	return true
+}
+
+// dgramWriteStep writes st.msg (one datagram, or a run of them) a datagram per write(2).
+func (st *stream) dgramWriteStep(fd uintptr) bool {
+	size := st.dgramSize()
+	for st.done < len(st.msg) {
+		n, err := st.write(fd, st.msg[st.done:st.done+size])
+		st.wrCalls++
+		switch st.outcome(int64(n), err, "write") {
+		case proto.Wait:
+			return false
+		case proto.Retry:
+			continue
+		case proto.Fail:
+			return true
+		}
+		if n != size {
+			st.err = fmt.Errorf("write: sent %d bytes of a %d-byte datagram", n, size)
+			return true
+		}
+		st.done += n
+	}
+	return true
+}
+
+// dgramSize is the size of each datagram in st.msg: a run's are all spec.Size (runs
+// have one size); a single message is its own size (mixes).
+func (st *stream) dgramSize() int {
+	if st.batch > 1 {
+		return st.s.spec.Size
+	}
+	return len(st.msg)
 }
 
 // drainPipe empties the pipe after a failed splice (error path only: it allocates).

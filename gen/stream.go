@@ -65,7 +65,7 @@ type stream struct {
 	// progress after one.
 	waitSince atomic.Int64
 	partial   bool // the last message went out only in part (stopped mid-message)
-	batch     int  // splice: consecutive messages per vmsplice/splice pass (0: one)
+	batch     int  // consecutive messages framed per pass: TCP/SCTP splice (batchable), UDP splice/write (runnable); 0: one
 	hello     bool // a splicegen receiver reported its bound: it will send a verdict
 
 	// SO_SNDBUF as autotuning grows it, sampled during the run.
