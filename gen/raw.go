@@ -47,6 +47,14 @@ func (st *stream) write(fd uintptr, b []byte) (int, error) {
 	return int(r), err
 }
 
+// sendBuf is send(2) (sendto without an address): write(2)'s copy without the VFS layer
+// (vfs_write, fdget_pos, sock_write_iter: 8% of a 64 B UDP write sender's perf samples),
+// for datagrams (dgramWriteStep). Measured 64 B, 3 s x 4 interleaved: +2 to +5% pps.
+func (st *stream) sendBuf(fd uintptr, b []byte) (int, error) {
+	r, err := st.sys(unix.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), 0, 0, 0)
+	return int(r), err
+}
+
 func (st *stream) sendfile(fd uintptr, off *int64, n int) (int, error) {
 	r, err := st.sys(unix.SYS_SENDFILE, fd, uintptr(st.ring.Fd()), uintptr(unsafe.Pointer(off)), uintptr(n), 0, 0)
 	return int(r), err

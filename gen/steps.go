@@ -120,11 +120,12 @@ func (st *stream) dgramSpliceStep(fd uintptr) bool {
 	return true
 }
 
-// dgramWriteStep writes st.msg (one datagram, or a run of them) a datagram per write(2).
+// dgramWriteStep sends st.msg (one datagram, or a run of them) a datagram per send(2)
+// (sendBuf: the copy of write(2), counted as write calls).
 func (st *stream) dgramWriteStep(fd uintptr) bool {
 	size := st.dgramSize()
 	for st.done < len(st.msg) {
-		n, err := st.write(fd, st.msg[st.done:st.done+size])
+		n, err := st.sendBuf(fd, st.msg[st.done:st.done+size])
 		st.wrCalls++
 		switch st.outcome(int64(n), err, "write") {
 		case proto.Wait:
