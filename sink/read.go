@@ -98,13 +98,16 @@ func (l *lowat) after(n int) {
 	}
 	if !l.high && n >= lowatMin {
 		if l.mark == 0 {
+			// The kernel's own cap (tcp_set_rcvlowat, net/ipv4/tcp.c): half a locked buffer;
+			// an autotuned one is raised to hold the mark (commit d1361840f8c5), so the cap
+			// is half its limit. Capping at half the buffer of the moment, as before, gave
+			// 64 KiB marks (the buffer starts at tcp_rmem[1], 128 KiB) and 4x the wake-ups;
+			// measured: TCP 64 KiB pinned, 4 GiB x 3, receiver 170 → 120 ms/GiB, sender
+			// 290 → 185 ms/GiB (docs/results.md#receiver-wake-ups).
 			l.mark = readBuf
-			proto.Control(l.rc, func(fd int) error {
-				if rb, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF); err == nil {
-					l.mark = min(l.mark, rb/2) // below the buffer: the mark must be reachable
-				}
-				return nil
-			})
+			if b, err := l.c.Buffers(); err == nil && b.RcvBufMax > 0 {
+				l.mark = min(l.mark, b.RcvBufMax/2)
+			}
 		}
 		if l.mark < lowatMin || l.set(l.mark) != nil {
 			l.mark = -1 // never again on this socket
