@@ -158,7 +158,7 @@ func (st *stream) frame(seq uint64, now int64) {
 	switch spec.Format {
 	case wire.FormatNative:
 		h := wire.Header{Streams: uint16(spec.Streams), Stream: st.id, Length: uint32(len(st.msg) - wire.HeaderLen),
-			Seq: seq, TimeNS: now, Lanes: uint32(st.lanes), TestID: spec.TestID}
+			Seq: seq, TimeNS: now, Lanes: uint32(max(st.lanes, len(st.flows))), TestID: spec.TestID}
 		if spec.Verify {
 			p := st.msg[wire.HeaderLen:]
 			wire.FillPattern(p, st.id, seq)

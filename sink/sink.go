@@ -42,6 +42,11 @@ type Config struct {
 	TestID uint64
 	// GRO asks a datagram receiver for UDP_GRO (coalesced datagrams, split here).
 	GRO bool
+	// Connect lets a datagram receiver serving one test connect its socket to the test's
+	// source (DgramReceiver.pin). Not for a socket that serves test after test: the next
+	// sender's first datagrams can arrive before this test's end is read, and a connected
+	// socket refuses them (the sender sees ECONNREFUSED).
+	Connect bool
 }
 
 // Check is the one validation of a receive config, against the protocol's traits.

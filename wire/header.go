@@ -27,7 +27,8 @@ import (
 //	         across hosts only as far as their clocks are synchronised
 //	 32   4  CRC32-C of the payload (0 unless FlagVerify)
 //	 36   4  lanes: the stream's messages rotate over this many SCTP stream ids, message
-//	         seq on stream id seq % lanes (0 or 1: no rotation; only message protocols)
+//	         seq on stream id seq % lanes (0 or 1: no rotation; message protocols); on
+//	         datagrams, over this many sending sockets (--flows; 0 or 1: one)
 //	 40   8  test id: random, chosen by the sender; a receiver counts only its test's
 //	         data (docs/design.md#trust)
 const (

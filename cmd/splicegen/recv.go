@@ -103,6 +103,7 @@ func cmdRecv(args []string, stdout, stderr io.Writer) (int, error) {
 			return exitFailed, err
 		}
 	}
+	j.cfg.Connect = !j.keep // one test: a UDP socket connects to its source (sink.Config)
 	ep, err := sink.Open(j.plugin, j.cfg, j.opts, j.addr, j.listenFD)
 	if err != nil {
 		return exitFailed, err

@@ -156,30 +156,47 @@ func TestStraysNeverChangeAVerdict(t *testing.T) {
 }
 
 // Forged datagrams during a UDP test — a data datagram of stream 0 with seq 2^63-1 and
-// an end datagram, neither with the test's id — are strays: no loss, and the test runs
-// its full time (they used to make 9.2e18 lost and to end the test).
+// an end datagram, neither with the test's id — never change the verdict: no loss, and
+// the test runs its full time (they used to make 9.2e18 lost and to end the test). A
+// recv of one test connects its socket to the test's source, so the kernel refuses them
+// (no strays reach it); a --keep receiver stays unconnected and counts them as strays.
 func TestUDPForgedDatagrams(t *testing.T) {
-	r, addr := recvChild(t, "udp", "--verify", "--idle", "5s")
-	s := startCLI(t, nil, "send", "-p", "udp", "--verify", "--json", "-i", "0", "-t", "2s", "--pps", "20k", addr)
-	time.Sleep(500 * time.Millisecond)
-	c, err := net.Dial("udp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	data := make([]byte, 1472)
-	(&wire.Header{Streams: 1, Length: uint32(len(data) - wire.HeaderLen), Seq: 1<<63 - 1, TestID: 12345}).Put(data)
-	end := make([]byte, wire.EndLen)
-	wire.PutEnd(end, wire.Header{Streams: 1, TestID: 12345}, 1, 1472)
-	garbage := []byte("not a header at all, just bytes on the port")
-	for _, b := range [][]byte{data, end, garbage} {
-		c.Write(b)
-	}
-	s.wait(t, 20*time.Second)
-	r.wait(t, 20*time.Second)
-	v := decodeV(t, r.stdout.String())
-	if r.code != 0 || s.code != 0 || v.Receiver.Lost != 0 || v.Receiver.RealMs < 1800 || v.Receiver.Detail.Stray["other_test"] != 2 || v.Receiver.Detail.Stray["garbage"] != 1 {
-		t.Fatalf("exit recv %d send %d: %+v", r.code, s.code, v.Receiver)
+	for _, keep := range []bool{false, true} {
+		args := []string{"--verify", "--idle", "5s"}
+		if keep {
+			args = append(args, "--keep")
+		}
+		r, addr := recvChild(t, "udp", args...)
+		s := startCLI(t, nil, "send", "-p", "udp", "--verify", "--json", "-i", "0", "-t", "2s", "--pps", "20k", addr)
+		time.Sleep(500 * time.Millisecond)
+		c, err := net.Dial("udp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data := make([]byte, 1472)
+		(&wire.Header{Streams: 1, Length: uint32(len(data) - wire.HeaderLen), Seq: 1<<63 - 1, TestID: 12345}).Put(data)
+		end := make([]byte, wire.EndLen)
+		wire.PutEnd(end, wire.Header{Streams: 1, TestID: 12345}, 1, 1472)
+		garbage := []byte("not a header at all, just bytes on the port")
+		for _, b := range [][]byte{data, end, garbage} {
+			c.Write(b)
+		}
+		c.Close()
+		s.wait(t, 20*time.Second)
+		if keep {
+			time.Sleep(300 * time.Millisecond)
+			r.cmd.Process.Signal(syscall.SIGINT)
+		}
+		r.wait(t, 20*time.Second)
+		v := decodeV(t, r.stdout.String())
+		st := v.Receiver.Detail.Stray
+		strays := st["other_test"] == 2 && st["garbage"] == 1
+		if !keep {
+			strays = v.Receiver.Stray == 0 // refused by the connected socket
+		}
+		if r.code != 0 || s.code != 0 || v.Receiver.Lost != 0 || v.Receiver.RealMs < 1800 || !strays {
+			t.Fatalf("keep %v: exit recv %d send %d: %+v", keep, r.code, s.code, v.Receiver)
+		}
 	}
 }
 
