@@ -337,45 +337,6 @@ func (r *DgramReceiver) datagram(b []byte, now time.Time) {
 	}
 }
 
-// pin connects the socket to the test's source (connect(2) on UDP, udp(7)) when the
-// first datagram says the test is one stream from one socket (streams 1, lanes ≤ 1: a
-// --flows sender writes its socket count in lanes). The kernel's receive path then finds
-// the socket and its cached route in early demux (udp_v4_early_demux, net/ipv4/udp.c:
-// connected sockets only) instead of a route lookup per datagram, work that on loopback
-// and veth the sending CPU's softirq pays: measured, veth, 64 B write, 3 × 3 s
-// interleaved, 225–239k against 245–248k datagrams/s (docs/results.md#udp-runs). iperf3's
-// server does the same. Datagrams from elsewhere are then refused by the kernel (their
-// sender gets ECONNREFUSED), not counted as strays. Only with cfg.Connect (a recv of one
-// test); unpin dissolves it when the test ends.
-func (r *DgramReceiver) pin() {
-	if r.from == nil {
-		return
-	}
-	sa := *r.from
-	n := uintptr(unix.SizeofSockaddrInet6)
-	if sa.Family == unix.AF_INET {
-		n = unix.SizeofSockaddrInet4
-	}
-	proto.Control(r.rc, func(fd int) error {
-		_, _, e := unix.RawSyscall(unix.SYS_CONNECT, uintptr(fd), uintptr(unsafe.Pointer(&sa)), n)
-		r.pinned = e == 0
-		return nil
-	})
-}
-
-// unpin dissolves pin's association (connect(2) to AF_UNSPEC).
-func (r *DgramReceiver) unpin() {
-	if !r.pinned {
-		return
-	}
-	sa := unix.RawSockaddr{Family: unix.AF_UNSPEC}
-	proto.Control(r.rc, func(fd int) error {
-		unix.RawSyscall(unix.SYS_CONNECT, uintptr(fd), uintptr(unsafe.Pointer(&sa)), unix.SizeofSockaddrAny)
-		return nil
-	})
-	r.pinned = false
-}
-
 // begin1 opens the measurement window at the test's first datagram.
 func (r *DgramReceiver) begin1(now time.Time) {
 	if r.begin.IsZero() {
