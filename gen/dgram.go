@@ -29,12 +29,11 @@ const (
 	dgramRun = 16
 )
 
-// runnable: an unpaced stream of one size, sending from the ring through the poller on
-// one socket, frames runs of dgramRun datagrams (splice and write modes).
+// runnable: a splice or write stream framing runs (framesRuns) on one socket, without
+// --on/--off cycles, sends runs of dgramRun datagrams.
 func (st *stream) runnable() bool {
 	spec := &st.s.spec
-	return (spec.Mode == ModeSplice || spec.Mode == ModeWrite) && spec.perStream() == 0 && spec.On == 0 &&
-		!spec.HotBuffer && spec.Ring == 0 && spec.IO != "block" && len(spec.Mix) == 0 && spec.Flows <= 1
+	return (spec.Mode == ModeSplice || spec.Mode == ModeWrite) && spec.On == 0 && spec.Flows <= 1 && st.framesRuns()
 }
 
 type dgram struct {

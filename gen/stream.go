@@ -199,8 +199,15 @@ func (st *stream) batchable() bool {
 	spec := &st.s.spec
 	l, ok := st.conn.(proto.Laner)
 	rotates := ok && l.Lanes() > 1 // a stream id per message: one splice each
-	return spec.Mode == ModeSplice && spec.perStream() == 0 && !spec.HotBuffer && spec.Ring == 0 &&
-		!rotates && spec.IO != "block" && len(spec.Mix) == 0
+	return spec.Mode == ModeSplice && !rotates && st.framesRuns()
+}
+
+// framesRuns: what batchable (TCP/SCTP) and runnable (UDP) both need to frame several
+// consecutive ring slots per pass: unpaced, from the ring (no hot buffer, no --ring
+// override), one size, through the poller.
+func (st *stream) framesRuns() bool {
+	spec := &st.s.spec
+	return spec.perStream() == 0 && !spec.HotBuffer && spec.Ring == 0 && spec.IO != "block" && len(spec.Mix) == 0
 }
 
 // ringSize applies the page-reuse rule (docs/kernel.md#page-reuse) to this socket's live

@@ -125,7 +125,7 @@ func mapAnon(bufSize, n, total int) (*Ring, error) {
 	}
 	// A new mapping may merge with an earlier ring's (same flags, adjacent): count the
 	// growth of the area's huge pages, not its total.
-	r.huge = min(total, max(0, anonHuge(mem)-before))
+	r.huge = max(0, anonHuge(mem)-before)
 	return r, nil
 }
 
