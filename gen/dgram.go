@@ -6,6 +6,7 @@ import (
 
 	"github.com/splicegen/splicegen/pages"
 	"github.com/splicegen/splicegen/proto"
+	"github.com/splicegen/splicegen/wire"
 	"golang.org/x/sys/unix"
 )
 
@@ -34,6 +35,30 @@ const (
 func (st *stream) runnable() bool {
 	spec := &st.s.spec
 	return (spec.Mode == ModeSplice || spec.Mode == ModeWrite) && spec.On == 0 && spec.Flows <= 1 && st.framesRuns()
+}
+
+// renews: a datagram splice stream's ring gets fresh pages every lap (pages/renew.go):
+// a datagram may sit in a local receiver's queue while later ones are dropped, so no
+// ring size bounds how long the kernel references a slot (docs/kernel.md#page-reuse).
+// write, mmsg and gso copy; zerocopy recycles on completions; TCP and SCTP deliver in
+// order without dropping, so what the kernel holds is the newest window (the rule).
+func (st *stream) renews() bool {
+	spec := &st.s.spec
+	return renewRings && st.u != nil && spec.Mode == ModeSplice && !spec.HotBuffer
+}
+
+// renewRings is false only in the test that shows the hazard without renewal.
+var renewRings = true
+
+// refill rewrites a renewed slot's constant payload (fillRing's), or nil when frame
+// writes the whole payload anyway (--verify with a header).
+func (st *stream) refill() func(buf []byte) {
+	spec := &st.s.spec
+	hl := spec.Format.HeaderSize()
+	if spec.Verify && hl > 0 {
+		return nil
+	}
+	return func(buf []byte) { wire.FillPattern(buf[hl:spec.Size], st.id, 0) }
 }
 
 type dgram struct {
@@ -99,6 +124,11 @@ func (st *stream) setupDgram(d proto.Datagram) error {
 		return err
 	}
 	st.fillRing()
+	if st.renews() {
+		if err := st.ring.Renew(st.refill()); err != nil {
+			return err
+		}
+	}
 	if err := st.setStep(st.dgramSpliceStep); err != nil {
 		return err
 	}

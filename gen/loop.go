@@ -54,6 +54,9 @@ func (st *stream) run() error {
 				st.msg = st.ring.Buf(0)[:spec.msgSize(seq)]
 			} else {
 				buf, off := st.ring.Next()
+				if err := st.ring.Err(); err != nil {
+					return fmt.Errorf("stream %d, message %d: renewing the page ring: %w", st.id, seq, err)
+				}
 				st.msg, st.off = buf[:spec.msgSize(seq+uint64(i))], off
 				if i == 0 {
 					first = off

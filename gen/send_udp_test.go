@@ -121,3 +121,72 @@ func TestUDPSizeLimit(t *testing.T) {
 		t.Fatalf("err %v", err)
 	}
 }
+
+// A datagram can wait in a full receive queue while every later one is dropped, so a
+// splice ring is lapped under it whatever its size: the first datagrams queue at a
+// receiver that reads nothing until the send is over, while the ring goes round several
+// times. Renewed, every queued datagram arrives intact (the runs, and one datagram per
+// pass with --ring); rewritten in place, they carry later messages (measured: seq
+// 34432.., the same slots 4 laps on) or torn ones.
+func TestUDPSpliceQueuedDatagramsOutliveLaps(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		ring  int
+		renew bool
+	}{{"runs", 0, true}, {"ring", 64 << 10, true}, {"in-place", 0, false}} {
+		t.Run(c.name, func(t *testing.T) {
+			renewRings = c.renew
+			defer func() { renewRings = true }()
+			ln, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			ln.SetReadBuffer(64 << 10)
+			conn, err := udp.Plugin{}.Dial(context.Background(), ln.LocalAddr().String(), proto.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			s, err := NewSender(Spec{Mode: ModeSplice, Size: 1472, Count: 40000, Streams: 1, Verify: true, Ring: c.ring}, Conns(conn))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			st, err := s.Run(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			laps := 40000 * 1472 / st.RingBytes
+			buf := make([]byte, 65536)
+			var got, corrupt int
+			for {
+				ln.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+				n, err := ln.Read(buf)
+				if err != nil {
+					break
+				}
+				var h wire.Header
+				if wire.ParseHeader(buf[:n], &h) != nil || h.Flags&wire.FlagEnd != 0 {
+					continue
+				}
+				// The queue holds the first datagrams, in order: a rewritten slot shows a
+				// later, whole message (a wrong seq) or a torn one (a bad payload).
+				if p := buf[wire.HeaderLen:n]; h.Seq != uint64(got) || wire.CRC32C(p) != h.CRC || !wire.CheckPattern(p, h.Stream, h.Seq) {
+					corrupt++
+				}
+				got++
+			}
+			t.Logf("ring %d bytes, %d laps, %d queued datagrams read, %d wrong, %d bytes renewed", st.RingBytes, laps, got, corrupt, st.Streams[0].RingRenewed)
+			if laps < 3 || got == 0 {
+				t.Fatalf("no hazard set up: %d laps, %d datagrams queued", laps, got)
+			}
+			if c.renew && (corrupt != 0 || st.Streams[0].RingRenewed == 0) {
+				t.Fatalf("renewing ring: %d of %d queued datagrams corrupt", corrupt, got)
+			}
+			if !c.renew && corrupt == 0 {
+				t.Fatalf("in-place ring: none of %d queued datagrams corrupt after %d laps", got, laps)
+			}
+		})
+	}
+}

@@ -46,7 +46,8 @@ type StreamStats struct {
 	GSOCalls      uint64 `json:"gso_calls,omitempty"`
 	EndDatagrams  uint64 `json:"end_datagrams,omitempty"` // UDP: end-of-test datagrams that went out
 	PaceSleeps    uint64 `json:"pace_sleeps,omitempty"`
-	Fallback      string `json:"fallback,omitempty"` // why the mode was demoted at run time
+	RingRenewed   uint64 `json:"ring_renewed_bytes,omitempty"` // UDP splice: fresh pages after each lap (pages/renew.go)
+	Fallback      string `json:"fallback,omitempty"`           // why the mode was demoted at run time
 }
 
 // SendStats are a whole send's figures.

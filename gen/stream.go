@@ -236,6 +236,9 @@ func (st *stream) ringSize(msg, peer int) (int, error) {
 	case spec.Format == wire.FormatNative && st.u == nil:
 		st.rule.Why += "; the receiver reported nothing: worst case for a local peer"
 	}
+	if st.renews() {
+		st.rule.Why += "; datagram splice: the ring renews its pages every lap (a queued datagram may outlive any lap)"
+	}
 	n := spec.ringScale(st.rule.Bytes())
 	if len(spec.Mix) > 0 {
 		st.rule.Why += fmt.Sprintf("; size mix: grown to %d cycles of %d messages in %d-byte slots, to hold the rule's bytes", n/spec.Size/len(spec.Mix), len(spec.Mix), spec.Size)
@@ -250,8 +253,9 @@ func (st *stream) ringSize(msg, peer int) (int, error) {
 		}
 	}
 	if spec.Ring > 0 {
-		// Zerocopy recycles on the kernel's notifications: any ring is safe.
-		if spec.Ring < n && !spec.Unsafe && spec.Mode != ModeZerocopy {
+		// Zerocopy recycles on the kernel's notifications, a datagram splice ring renews
+		// its pages every lap (renews): any ring is safe.
+		if spec.Ring < n && !spec.Unsafe && spec.Mode != ModeZerocopy && !st.renews() {
 			return 0, proto.Usagef("--ring %d is below the safe size %d (%v); add --unsafe-ring to demonstrate the hazard",
 				spec.Ring, n, st.rule)
 		}
@@ -372,6 +376,9 @@ func (st *stream) stats() StreamStats {
 	s := StreamStats{Stream: st.id, Bytes: st.c.Bytes.Load(), Messages: st.c.Messages.Load(),
 		VmspliceCalls: st.vmCalls, VmsplicedB: st.vmBytes, SpliceCalls: st.spCalls,
 		WriteCalls: st.wrCalls, SendfileCalls: st.sfCalls, Waits: st.waits, SndbufSeen: st.sndbufSeen}
+	if st.ring != nil {
+		s.RingRenewed = st.ring.RenewedBytes()
+	}
 	if st.zc != nil {
 		s.ZCCompleted, s.ZCCopied = st.zc.t.completions, st.zc.t.copied
 	}

@@ -29,6 +29,7 @@ type Ring struct {
 	bufSize int // one message rounded up to whole pages
 	n       int
 	next    int
+	renew   *renewal // fresh pages every lap (Renew); nil: rewritten in place
 }
 
 // PageSize is the system page size.
@@ -168,6 +169,7 @@ func vmaRange(line string) (lo, hi uint64, ok bool) {
 
 // Next returns the next buffer in round-robin order (msgSize bytes of it are used by the
 // caller) and its offset in the memfd. It is the buffer used Len() messages ago.
+// A renewing ring (Renew) gives it fresh pages first; check Err before writing it.
 func (r *Ring) Next() (buf []byte, off int64) {
 	i := r.next
 	r.next++
@@ -175,7 +177,11 @@ func (r *Ring) Next() (buf []byte, off int64) {
 		r.next = 0
 	}
 	o := i * r.bufSize
-	return r.mem[o : o+r.bufSize : o+r.bufSize], int64(o)
+	buf = r.mem[o : o+r.bufSize : o+r.bufSize]
+	if r.renew != nil {
+		r.renew.slot(r, o, buf, r.next == 0)
+	}
+	return buf, int64(o)
 }
 
 // Left is how many buffers Next returns before it wraps to buffer 0: a run of at most
