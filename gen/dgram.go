@@ -3,7 +3,10 @@ package gen
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
+	"syscall"
 
+	"github.com/splicegen/splicegen/ifstat"
 	"github.com/splicegen/splicegen/pages"
 	"github.com/splicegen/splicegen/proto"
 	"github.com/splicegen/splicegen/wire"
@@ -42,9 +45,26 @@ func (st *stream) runnable() bool {
 // ring size bounds how long the kernel references a slot (docs/kernel.md#page-reuse).
 // write, mmsg and gso copy; zerocopy recycles on completions; TCP and SCTP deliver in
 // order without dropping, so what the kernel holds is the newest window (the rule).
+// Only on a path that can deliver locally (ifstat Link.Local: loopback, veth, bridges,
+// tun/tap); through a hardware device the kernel holds a datagram in our send buffer and
+// the device's queues only, released in order (the rule bounds them).
 func (st *stream) renews() bool {
 	spec := &st.s.spec
-	return renewRings && st.u != nil && spec.Mode == ModeSplice && !spec.HotBuffer
+	return renewRings && st.u != nil && st.u.local && spec.Mode == ModeSplice && !spec.HotBuffer
+}
+
+// localPath: does this socket's route leave by an interface that may deliver to a socket
+// on this host? Unknown (no route, no rtnetlink) counts as yes: renewing is always safe.
+func localPath(c proto.Conn) (bool, string) {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return true, "egress interface unknown"
+	}
+	l, err := ifstat.Socket(sc, ifstat.AddrIP(c.RemoteAddr()), ifstat.AddrIP(c.LocalAddr()))
+	if err != nil {
+		return true, "egress interface unknown: " + err.Error()
+	}
+	return l.Local(), fmt.Sprintf("egress %s (%s)", l.Name, l.Kind)
 }
 
 // renewRings is false only in the test that shows the hazard without renewal.
@@ -62,7 +82,9 @@ func (st *stream) refill() func(buf []byte) {
 }
 
 type dgram struct {
-	max      int // largest datagram for this socket
+	max      int    // largest datagram for this socket
+	local    bool   // splice: the path may deliver to a local socket (localPath)
+	path     string // splice: the egress interface, for the rule's why
 	caps     proto.Caps
 	batch    int // datagrams per syscall (mmsg, gso); 1 otherwise
 	mm       []proto.Mmsghdr
@@ -83,6 +105,9 @@ func (st *stream) setupDgram(d proto.Datagram) error {
 	spec := &st.s.spec
 	u := &dgram{max: d.MaxDatagram(), caps: d.Caps(), batch: 1}
 	st.u = u
+	if spec.Mode == ModeSplice {
+		u.local, u.path = localPath(st.conn)
+	}
 	if spec.Size > u.max { // Spec.Check bounds it by address; this is the socket's own answer
 		return proto.Usagef("--size %d exceeds the largest datagram of this socket, %d bytes", spec.Size, u.max)
 	}

@@ -102,8 +102,11 @@ type Sender struct {
 	Side
 	RingBytes int `json:"ring_bytes"`
 	RingHuge  int `json:"ring_huge_bytes"` // of the ring, in transparent huge pages
-	Sndbuf    int `json:"sndbuf"`
-	Fallbacks int `json:"fallbacks"`
+	// RingRenewed: UDP splice on a local path, ring bytes given fresh pages after a lap
+	// (all streams; pages/renew.go).
+	RingRenewed uint64 `json:"ring_renewed_bytes,omitempty"`
+	Sndbuf      int    `json:"sndbuf"`
+	Fallbacks   int    `json:"fallbacks"`
 	// The receiver's verdict as it came back (-1: none came), and how completeness was
 	// proven (or why it could not be).
 	Verdict int    `json:"receiver_verdict"`
@@ -253,8 +256,12 @@ func Text(w io.Writer, r *Run) {
 	if s := r.Sender; s != nil {
 		fmt.Fprintf(w, "sender:   %s  %s in %d messages, %.2f Gbit/s, %.0f msg/s, %.0f ms CPU/GiB\n",
 			s.SeedLine(), Human(s.Bytes), s.Messages, s.GbitS, s.PPS, s.CPUMsPerGiB)
-		fmt.Fprintf(w, "          page ring %s per stream (%s in huge pages), sndbuf %s, fallbacks %d\n",
-			Human(uint64(s.RingBytes)), Human(uint64(s.RingHuge)), Human(uint64(s.Sndbuf)), s.Fallbacks)
+		renewed := ""
+		if s.RingRenewed > 0 {
+			renewed = fmt.Sprintf("; %s renewed after a lap: a local receiver may hold a datagram any number of laps", Human(s.RingRenewed))
+		}
+		fmt.Fprintf(w, "          page ring %s per stream (%s in huge pages%s), sndbuf %s, fallbacks %d\n",
+			Human(uint64(s.RingBytes)), Human(uint64(s.RingHuge)), renewed, Human(uint64(s.Sndbuf)), s.Fallbacks)
 		if s.Proof != "" {
 			fmt.Fprintf(w, "          completeness: %s%s\n", s.Proof, verdictWord(s.Verdict))
 		}

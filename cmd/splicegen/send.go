@@ -254,6 +254,9 @@ func cmdSend(args []string, stdout, stderr io.Writer) (int, error) {
 	}
 	r.Sender = snd
 	for _, ss := range st.Streams {
+		snd.RingRenewed += ss.RingRenewed
+	}
+	for _, ss := range st.Streams {
 		if ss.Fallback != "" {
 			fmt.Fprintf(stderr, "splicegen send: stream %d: %s\n", ss.Stream, ss.Fallback)
 			break
