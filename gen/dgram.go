@@ -3,10 +3,7 @@ package gen
 import (
 	"encoding/binary"
 	"errors"
-	"fmt"
-	"syscall"
 
-	"github.com/splicegen/splicegen/ifstat"
 	"github.com/splicegen/splicegen/pages"
 	"github.com/splicegen/splicegen/proto"
 	"github.com/splicegen/splicegen/wire"
@@ -41,30 +38,16 @@ func (st *stream) runnable() bool {
 }
 
 // renews: a datagram splice stream's ring gets fresh pages every lap (pages/renew.go):
-// a datagram may sit in a local receiver's queue while later ones are dropped, so no
-// ring size bounds how long the kernel references a slot (docs/kernel.md#page-reuse).
-// write, mmsg and gso copy; zerocopy recycles on completions; TCP and SCTP deliver in
-// order without dropping, so what the kernel holds is the newest window (the rule).
-// Only on a path that can deliver locally (ifstat Link.Local: loopback, veth, bridges,
-// tun/tap); through a hardware device the kernel holds a datagram in our send buffer and
-// the device's queues only, released in order (the rule bounds them).
+// a queue that is full keeps the datagrams it holds and drops the later ones — a local
+// receiver's (loopback, veth, bridges, a bound socket sending to a local address,
+// multicast loopback), a qdisc in front of a stalled device — so no ring size bounds how
+// long the kernel references a slot (docs/kernel.md#page-reuse). On every path: which
+// queues a datagram may sit in is not known from the socket. write, mmsg and gso copy;
+// zerocopy recycles on completions; TCP and SCTP deliver in order without dropping what
+// they accepted, so what the kernel holds is the newest window (the rule).
 func (st *stream) renews() bool {
 	spec := &st.s.spec
-	return renewRings && st.u != nil && st.u.local && spec.Mode == ModeSplice && !spec.HotBuffer
-}
-
-// localPath: does this socket's route leave by an interface that may deliver to a socket
-// on this host? Unknown (no route, no rtnetlink) counts as yes: renewing is always safe.
-func localPath(c proto.Conn) (bool, string) {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return true, "egress interface unknown"
-	}
-	l, err := ifstat.Socket(sc, ifstat.AddrIP(c.RemoteAddr()), ifstat.AddrIP(c.LocalAddr()))
-	if err != nil {
-		return true, "egress interface unknown: " + err.Error()
-	}
-	return l.Local(), fmt.Sprintf("egress %s (%s)", l.Name, l.Kind)
+	return renewRings && st.u != nil && spec.Mode == ModeSplice && !spec.HotBuffer
 }
 
 // renewRings is false only in the test that shows the hazard without renewal.
@@ -82,9 +65,7 @@ func (st *stream) refill() func(buf []byte) {
 }
 
 type dgram struct {
-	max      int    // largest datagram for this socket
-	local    bool   // splice: the path may deliver to a local socket (localPath)
-	path     string // splice: the egress interface, for the rule's why
+	max      int // largest datagram for this socket
 	caps     proto.Caps
 	batch    int // datagrams per syscall (mmsg, gso); 1 otherwise
 	mm       []proto.Mmsghdr
@@ -105,9 +86,6 @@ func (st *stream) setupDgram(d proto.Datagram) error {
 	spec := &st.s.spec
 	u := &dgram{max: d.MaxDatagram(), caps: d.Caps(), batch: 1}
 	st.u = u
-	if spec.Mode == ModeSplice {
-		u.local, u.path = localPath(st.conn)
-	}
 	if spec.Size > u.max { // Spec.Check bounds it by address; this is the socket's own answer
 		return proto.Usagef("--size %d exceeds the largest datagram of this socket, %d bytes", spec.Size, u.max)
 	}

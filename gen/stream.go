@@ -237,9 +237,7 @@ func (st *stream) ringSize(msg, peer int) (int, error) {
 		st.rule.Why += "; the receiver reported nothing: worst case for a local peer"
 	}
 	if st.renews() {
-		st.rule.Why += "; datagram splice, " + st.u.path + ": the ring renews its pages every lap (a datagram queued at a local socket may outlive any lap)"
-	} else if st.u != nil && st.u.path != "" {
-		st.rule.Why += "; datagram splice, " + st.u.path + ": off the host, the rule bounds what the kernel holds"
+		st.rule.Why += "; datagram splice: the ring renews its pages every lap (a full queue keeps old datagrams and drops new ones: a queued datagram may outlive any lap)"
 	}
 	n := spec.ringScale(st.rule.Bytes())
 	if len(spec.Mix) > 0 {

@@ -15,18 +15,9 @@ import (
 
 // Link is one interface.
 type Link struct {
-	Index    int
-	Name     string
-	Kind     string // rtnetlink IFLA_INFO_KIND ("veth", "bridge", "tuntap", ...); "device" for hardware and lo
-	Loopback bool   // IFF_LOOPBACK
+	Index int
+	Name  string
 }
-
-// Local reports whether what is sent by this interface may be delivered to a socket on
-// this host by reference: loopback and every virtual device (veth into another namespace,
-// a bridge, tun/tap, macvlan, ...) hand our skbs, and the pages they point at, to a local
-// receive queue. A hardware device ("device", not loopback) sends them off the host: the
-// driver releases them on transmit completion, and a remote receiver gets copies.
-func (l Link) Local() bool { return l.Loopback || l.Kind != "device" }
 
 // Counters are an interface's packet and byte counters (IFLA_STATS64). They count the
 // whole interface: every flow on it, not only the test's.
@@ -84,7 +75,7 @@ func byIndex(i int) (Link, error) {
 	if err != nil {
 		return Link{}, fmt.Errorf("interface %d: %w", i, err)
 	}
-	return Link{Index: i, Name: l.Attrs().Name, Kind: l.Type(), Loopback: l.Attrs().Flags&net.FlagLoopback != 0}, nil
+	return Link{i, l.Attrs().Name}, nil
 }
 
 // Read returns interface index's counters now.

@@ -8,9 +8,8 @@ import (
 )
 
 // Renewal: a ring for a lossy datagram path (UDP splice) cannot be made safe by its size.
-// A datagram may wait in a local receiver's queue while every later one is dropped
-// (the queue is full), so the kernel may still reference a slot after any number of
-// laps. Measured (docs/kernel.md#page-reuse, udp): 61440-byte UDP splice over ::1 with a
+// A datagram may wait in a full queue (a local receiver's, a qdisc's) while every later
+// one is dropped, so the kernel may still reference a slot after any number of laps. Measured (docs/kernel.md#page-reuse, udp): 61440-byte UDP splice over ::1 with a
 // 90 MiB ring, 4 runs of 10 corrupt: the receiver read seq 63 carrying seq 1535's pages
 // (1535 = 63 + 1472 slots). So such a ring is never written in place after its first
 // lap: before a slot is written again, its pages are dropped from our mapping
@@ -18,7 +17,8 @@ import (
 // pipe or an skb still hold keep their old contents (get_page refcount; the zap only
 // removes our page-table entries, mm/memory.c zap_pte_range), our next write lands on a
 // new page: no completion notification is needed. Renewal goes a huge page (2 MiB) at a
-// time, so the ring stays in huge pages and costs two madvise calls per 2 MiB sent.
+// time, so a large ring stays in huge pages and costs two madvise calls per 2 MiB sent
+// (a ring under 2 MiB, or its unaligned ends, cost a pair per lap and per partial chunk).
 type renewal struct {
 	fill  func(buf []byte) // rewrites a slot's constant payload (nil: the caller writes it all)
 	lap   bool             // the ring has wrapped: its pages may be referenced

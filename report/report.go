@@ -102,7 +102,7 @@ type Sender struct {
 	Side
 	RingBytes int `json:"ring_bytes"`
 	RingHuge  int `json:"ring_huge_bytes"` // of the ring, in transparent huge pages
-	// RingRenewed: UDP splice on a local path, ring bytes given fresh pages after a lap
+	// RingRenewed: UDP splice, ring bytes given fresh pages after a lap
 	// (all streams; pages/renew.go).
 	RingRenewed uint64 `json:"ring_renewed_bytes,omitempty"`
 	Sndbuf      int    `json:"sndbuf"`
@@ -258,7 +258,7 @@ func Text(w io.Writer, r *Run) {
 			s.SeedLine(), Human(s.Bytes), s.Messages, s.GbitS, s.PPS, s.CPUMsPerGiB)
 		renewed := ""
 		if s.RingRenewed > 0 {
-			renewed = fmt.Sprintf("; %s renewed after a lap: a local receiver may hold a datagram any number of laps", Human(s.RingRenewed))
+			renewed = fmt.Sprintf("; %s renewed after a lap: a full queue may hold a datagram any number of laps", Human(s.RingRenewed))
 		}
 		fmt.Fprintf(w, "          page ring %s per stream (%s in huge pages%s), sndbuf %s, fallbacks %d\n",
 			Human(uint64(s.RingBytes)), Human(uint64(s.RingHuge)), renewed, Human(uint64(s.Sndbuf)), s.Fallbacks)
