@@ -42,17 +42,23 @@ func udpPair(tb testing.TB) (proto.Conn, func() int64) {
 			}
 		}
 	}()
+	return dialUDP(tb, ln), func() int64 { <-done; return n.Load() }
+}
+
+// dialUDP is a connected UDP socket to ln, closed at the test's end.
+func dialUDP(tb testing.TB, ln *net.UDPConn) proto.Conn {
+	tb.Helper()
 	c, err := udp.Plugin{}.Dial(context.Background(), ln.LocalAddr().String(), proto.Options{})
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { c.Close() })
-	return c, func() int64 { <-done; return n.Load() }
+	return c
 }
 
-func sendUDP(t *testing.T, spec Spec) (*SendStats, int64) {
+// runOn runs spec's sender on c to the end.
+func runOn(t *testing.T, spec Spec, c proto.Conn) *SendStats {
 	t.Helper()
-	c, got := udpPair(t)
 	s, err := NewSender(spec, Conns(c))
 	if err != nil {
 		t.Fatal(err)
@@ -62,7 +68,13 @@ func sendUDP(t *testing.T, spec Spec) (*SendStats, int64) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return st, got()
+	return st
+}
+
+func sendUDP(t *testing.T, spec Spec) (*SendStats, int64) {
+	t.Helper()
+	c, got := udpPair(t)
+	return runOn(t, spec, c), got()
 }
 
 // GSO demoted at run time: the third super-buffer write fails with EIO (as from a
@@ -143,20 +155,7 @@ func TestUDPSpliceQueuedDatagramsOutliveLaps(t *testing.T) {
 			}
 			defer ln.Close()
 			ln.SetReadBuffer(64 << 10)
-			conn, err := udp.Plugin{}.Dial(context.Background(), ln.LocalAddr().String(), proto.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
-			s, err := NewSender(Spec{Mode: ModeSplice, Size: 1472, Count: 40000, Streams: 1, Verify: true, Ring: c.ring}, Conns(conn))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
-			st, err := s.Run(context.Background())
-			if err != nil {
-				t.Fatal(err)
-			}
+			st := runOn(t, Spec{Mode: ModeSplice, Size: 1472, Count: 40000, Streams: 1, Verify: true, Ring: c.ring}, dialUDP(t, ln))
 			laps := 40000 * 1472 / st.RingBytes
 			buf := make([]byte, 65536)
 			var got, corrupt int

@@ -51,11 +51,11 @@ type stream struct {
 
 	zc *zcState // MSG_ZEROCOPY mode only
 
-	// --flows: the sockets a datagram stream rotates over (flows[0] is conn's; nil: one),
-	// the next one's index, and the extra connections to close.
 	stamps  uint64 // calls stamped (stamp)
 	stampAt int64  // the last clock reading (stamp)
 
+	// --flows: the sockets a datagram stream rotates over (flows[0] is conn's; nil: one),
+	// the next one's index, and the extra connections to close.
 	flows []syscall.RawConn
 	flow  int
 	extra []proto.Conn

@@ -62,29 +62,30 @@ func (r *Ring) RenewedBytes() uint64 {
 // slot renews buf (at offset o) before the caller writes it, if the ring has wrapped;
 // wrapped: Next just handed out the last slot, so the next slot begins a new lap.
 func (w *renewal) slot(r *Ring, o int, buf []byte, wrapped bool) {
-	if w.lap && w.err == nil && o+len(buf) > w.fresh {
-		// From where this lap's renewal stopped (a page boundary past every slot already
-		// handed out this lap) to the huge page boundary past this slot.
-		base := uintptr(unsafe.Pointer(&r.mem[0]))
-		end := int((base+uintptr(o+len(buf))+chunk-1)&^(chunk-1) - base)
-		end = min(end, len(r.mem))
-		span := r.mem[w.fresh:end]
-		if err := unix.Madvise(span, unix.MADV_DONTNEED); err != nil {
-			w.err = os.NewSyscallError("madvise(MADV_DONTNEED)", err)
-			return
+	if w.lap && w.err == nil {
+		if o+len(buf) > w.fresh {
+			w.renewTo(r, o+len(buf))
 		}
-		if err := unix.Madvise(span, unix.MADV_POPULATE_WRITE); err != nil {
-			for i := 0; i < len(span); i += PageSize { // before 5.14: fault it in by hand
-				span[i] = 0
-			}
+		if w.err == nil && w.fill != nil {
+			w.fill(buf)
 		}
-		w.bytes += uint64(len(span))
-		w.fresh = end
-	}
-	if w.lap && w.err == nil && w.fill != nil {
-		w.fill(buf)
 	}
 	if wrapped {
 		w.lap, w.fresh = true, 0
 	}
+}
+
+// renewTo renews from where this lap's renewal stopped (a page boundary past every slot
+// already handed out this lap) to the huge page boundary past byte end.
+func (w *renewal) renewTo(r *Ring, end int) {
+	base := uintptr(unsafe.Pointer(&r.mem[0]))
+	hi := min(int((base+uintptr(end)+chunk-1)&^(chunk-1)-base), len(r.mem))
+	span := r.mem[w.fresh:hi]
+	if err := unix.Madvise(span, unix.MADV_DONTNEED); err != nil {
+		w.err = os.NewSyscallError("madvise(MADV_DONTNEED)", err)
+		return
+	}
+	populate(span)
+	w.bytes += uint64(len(span))
+	w.fresh = hi
 }

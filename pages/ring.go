@@ -119,15 +119,21 @@ func mapAnon(bufSize, n, total int) (*Ring, error) {
 	_ = unix.Madvise(mem, unix.MADV_DONTFORK)
 	_ = unix.Madvise(mem, unix.MADV_HUGEPAGE) // EINVAL without THP: 4 KiB pages, still safe
 	before := anonHuge(mem)
+	populate(mem)
+	// A new mapping may merge with an earlier ring's (same flags, adjacent): count the
+	// growth of the area's huge pages, not its total.
+	r.huge = max(0, anonHuge(mem)-before)
+	return r, nil
+}
+
+// populate faults mem in for writing, at once: MADV_POPULATE_WRITE (Linux 5.14), else a
+// write to every page.
+func populate(mem []byte) {
 	if err := unix.Madvise(mem, unix.MADV_POPULATE_WRITE); err != nil {
 		for i := 0; i < len(mem); i += PageSize {
 			mem[i] = 0
 		}
 	}
-	// A new mapping may merge with an earlier ring's (same flags, adjacent): count the
-	// growth of the area's huge pages, not its total.
-	r.huge = max(0, anonHuge(mem)-before)
-	return r, nil
 }
 
 // anonHuge is the AnonHugePages of the mapping in /proc/self/smaps that holds mem, in
